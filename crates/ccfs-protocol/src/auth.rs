@@ -1,0 +1,391 @@
+//! The auth-v2 AK/SK signature (SPEC section 3): signing, parsing and verifying.
+//!
+//! Everything here is a pure function of the request parts and the secret, so the server's
+//! verifier, the client's signer and the callback verifier share one implementation. Clock and
+//! replay checks need state and live with the caller; [`check_clock`] is the pure half of the
+//! former.
+
+use hmac::{Hmac, Mac};
+use jiff::{SignedDuration, Timestamp};
+use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// The scheme word that opens every `Authorization` value.
+pub const SCHEME: &str = "auth-v2";
+
+/// Bytes that `NORM` keeps as they are: `A-Z a-z 0-9 - . _ ~`.
+const NORM_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Why a request failed authentication. The `Display` text is the reason class sent to the
+/// client: it never contains a secret or the expected signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing Authorization header")]
+    Missing,
+    #[error("malformed Authorization header")]
+    Malformed,
+    #[error("the host header must be signed")]
+    HostNotSigned,
+    #[error("a signed header is missing from the request")]
+    SignedHeaderMissing,
+    #[error("unknown access key")]
+    UnknownKey,
+    #[error("disabled access key")]
+    DisabledKey,
+    #[error("timestamp out of range")]
+    TimestampOutOfRange,
+    #[error("signature mismatch")]
+    SignatureMismatch,
+    #[error("replayed signature")]
+    Replay,
+}
+
+/// `NORM(s)`: percent-encodes every byte outside `A-Z a-z 0-9 - . _ ~` as upper-case `%XX`.
+pub fn norm(bytes: &[u8]) -> String {
+    percent_encode(bytes, NORM_SET).to_string()
+}
+
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Parses an auth-v2 timestamp: `yyyy-MM-ddTHH:mm:ssZ` or `yyyy-MM-ddTHH:mm:ss.SSSZ`.
+pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    let shape_ok = match b.len() {
+        20 => true,
+        24 => b[19] == b'.' && b[20..23].iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19];
+    if !shape_ok
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[b.len() - 1] != b'Z'
+        || !digits.into_iter().all(|r| b[r].iter().all(u8::is_ascii_digit))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Formats `ts` as an auth-v2 timestamp, with or without milliseconds.
+pub fn format_timestamp(ts: Timestamp, millis: bool) -> String {
+    if millis {
+        ts.strftime("%Y-%m-%dT%H:%M:%S.%3fZ").to_string()
+    } else {
+        ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+}
+
+/// Refuses a timestamp further than `window` from `now`, either way.
+pub fn check_clock(ts: Timestamp, now: Timestamp, window: SignedDuration) -> Result<(), AuthError> {
+    if now.duration_since(ts).abs() > window {
+        Err(AuthError::TimestampOutOfRange)
+    } else {
+        Ok(())
+    }
+}
+
+/// The parts of an HTTP request that the signature covers, besides the headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// Upper-case method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path as sent, without the query.
+    pub path: &'a str,
+    /// The raw (percent-encoded) query string as sent, without `?`; `None` or empty when absent.
+    pub query: Option<&'a str>,
+    /// The exact body bytes.
+    pub body: &'a [u8],
+}
+
+/// A parsed `Authorization: auth-v2/{AK}/{timestamp}/{signedHeaders}/{signature}` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHeader {
+    pub ak: String,
+    /// The timestamp exactly as sent (it is signed verbatim).
+    pub timestamp: String,
+    /// The signed header list exactly as sent.
+    pub signed_headers: String,
+    pub signature: String,
+}
+
+impl AuthHeader {
+    /// Parses and shape-checks a header value.
+    pub fn parse(value: &str) -> Result<Self, AuthError> {
+        let mut parts = value.trim().split('/');
+        let (Some(SCHEME), Some(ak), Some(ts), Some(signed), Some(sig), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(AuthError::Malformed);
+        };
+        let names_ok = !signed.is_empty()
+            && signed.split(';').all(|n| {
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+            });
+        let sig_ok = sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if ak.is_empty() || !names_ok || !sig_ok || parse_timestamp(ts).is_none() {
+            return Err(AuthError::Malformed);
+        }
+        Ok(Self {
+            ak: ak.to_owned(),
+            timestamp: ts.to_owned(),
+            signed_headers: signed.to_owned(),
+            signature: sig.to_owned(),
+        })
+    }
+
+    /// The signed header names.
+    pub fn signed_header_names(&self) -> impl Iterator<Item = &str> {
+        self.signed_headers.split(';')
+    }
+
+    /// The timestamp, already known to parse.
+    pub fn time(&self) -> Timestamp {
+        parse_timestamp(&self.timestamp).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Checks the signature against `sk`. `header_value` returns the value of a header of the
+    /// request by lower-case name. Clock and replay checks are the caller's.
+    pub fn verify(
+        &self,
+        sk: &str,
+        req: &RequestParts<'_>,
+        header_value: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), AuthError> {
+        if !self.signed_header_names().any(|n| n == "host") {
+            return Err(AuthError::HostNotSigned);
+        }
+        let mut headers = Vec::new();
+        for name in self.signed_header_names() {
+            let value = header_value(name).ok_or(AuthError::SignedHeaderMissing)?;
+            headers.push((name.to_owned(), value));
+        }
+        let expected =
+            signature(&self.ak, sk, &self.timestamp, &self.signed_headers, req, &headers);
+        if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
+            Ok(())
+        } else {
+            Err(AuthError::SignatureMismatch)
+        }
+    }
+}
+
+/// `prefix = "auth-v2/" + AK + "/" + timestamp + "/" + signedHeaders`.
+pub fn prefix(ak: &str, timestamp: &str, signed_headers: &str) -> String {
+    format!("{SCHEME}/{ak}/{timestamp}/{signed_headers}")
+}
+
+/// `signingKey = HEX(HMAC(SK, prefix))`.
+pub fn signing_key(sk: &str, prefix: &str) -> String {
+    hmac_hex(sk.as_bytes(), prefix.as_bytes())
+}
+
+fn norm_query(raw: &str) -> Option<String> {
+    let mut pairs: Vec<String> = raw
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k: Vec<u8> = percent_decode_str(k).collect();
+            let v: Vec<u8> = percent_decode_str(v).collect();
+            format!("{}={}", norm(&k), norm(&v))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort();
+    Some(pairs.join("&"))
+}
+
+/// The canonical request of step 3. `headers` holds `(name, value)` for each signed header.
+pub fn canonical_request(
+    signed_headers: &str,
+    req: &RequestParts<'_>,
+    headers: &[(String, String)],
+) -> String {
+    let mut out = String::with_capacity(128 + req.body.len() * 3 / 2);
+    out.push_str(&req.method.to_ascii_uppercase());
+    out.push('\n');
+    out.push_str(req.path);
+    out.push('\n');
+    if let Some(q) = req.query.and_then(norm_query) {
+        out.push_str(&q);
+        out.push('\n');
+    }
+    out.push_str(signed_headers);
+    out.push('\n');
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(n, v)| format!("{}:{}", norm(n.to_ascii_lowercase().as_bytes()), norm(v.trim().as_bytes())))
+        .collect();
+    lines.sort();
+    out.push_str(&lines.join("\n"));
+    out.push('\n');
+    if !req.body.is_empty() {
+        out.push_str(&norm(req.body));
+    }
+    out
+}
+
+/// The 64-hex-character signature of a request.
+pub fn signature(
+    ak: &str,
+    sk: &str,
+    timestamp: &str,
+    signed_headers: &str,
+    req: &RequestParts<'_>,
+    headers: &[(String, String)],
+) -> String {
+    let key = signing_key(sk, &prefix(ak, timestamp, signed_headers));
+    hmac_hex(key.as_bytes(), canonical_request(signed_headers, req, headers).as_bytes())
+}
+
+/// Signs a request: returns the whole `Authorization` value. `headers` are the headers to sign,
+/// with their values as they will be sent; names may be in any case and order.
+pub fn sign(
+    ak: &str,
+    sk: &str,
+    timestamp: &str,
+    req: &RequestParts<'_>,
+    headers: &[(&str, &str)],
+) -> String {
+    let mut headers: Vec<(String, String)> =
+        headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned())).collect();
+    headers.sort();
+    let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    let signed = signed.join(";");
+    let sig = signature(ak, sk, timestamp, &signed, req, &headers);
+    format!("{}/{sig}", prefix(ak, timestamp, &signed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AK: &str = "globalaktest";
+    const SK: &str = "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p";
+    const HOST: &str = "10.22.26.181:28080";
+    const BODY: &str = r#"{"request":{"version":"2.0"},"msgBody":{"beginTime":"2024-05-01 00:00:00","endTime":"2024-05-02 00:00:00","callBackURL":"https://example.com/ccfs/cb"}}"#;
+    const PATH: &str = "/CCFS/resource/ccfs/queryAgentOprInfoData";
+
+    fn post() -> RequestParts<'static> {
+        RequestParts { method: "POST", path: PATH, query: None, body: BODY.as_bytes() }
+    }
+
+    #[test]
+    fn body_is_151_bytes() {
+        assert_eq!(BODY.len(), 151);
+    }
+
+    #[test]
+    fn vector_v1() {
+        let ts = "2021-08-31T09:38:50.872Z";
+        assert_eq!(
+            signing_key(SK, &prefix(AK, ts, "content-length;content-type;host")),
+            "2ed89f017b07e2c29adc75db70cefdd3d3a009991a5d078c2a7bf4b62b35f802"
+        );
+        let auth = sign(
+            AK,
+            SK,
+            ts,
+            &post(),
+            &[("Host", HOST), ("Content-Type", "application/json;charset=UTF-8"), ("Content-Length", "151")],
+        );
+        assert_eq!(auth, "auth-v2/globalaktest/2021-08-31T09:38:50.872Z/content-length;content-type;host/0dced0b657b515e45538b8f6815a609265142fde2924e90f94c281b919924771");
+    }
+
+    #[test]
+    fn vector_v2() {
+        let ts = "2021-08-31T09:38:50Z";
+        assert_eq!(
+            signing_key(SK, &prefix(AK, ts, "host")),
+            "be0f19ee433bdf443933810fe362a3a7572aa5f47827cc178daf6e7673851e23"
+        );
+        let canonical = canonical_request("host", &post(), &[("host".into(), HOST.into())]);
+        assert_eq!(
+            canonical,
+            format!("POST\n{PATH}\nhost\nhost:10.22.26.181%3A28080\n{}", norm(BODY.as_bytes()))
+        );
+        let auth = sign(AK, SK, ts, &post(), &[("host", HOST)]);
+        assert_eq!(auth, "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724");
+    }
+
+    #[test]
+    fn vector_v3_raw_and_encoded_query_agree() {
+        let expected = "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/a385bda497e647f1f5da89dbfea86a1063dc61cbbf94792eb59a9624916477ef";
+        for q in ["b=x y&a=1", "b=x%20y&a=1"] {
+            let req = RequestParts { method: "GET", path: "/CCFS/resource/ccfs/x", query: Some(q), body: b"" };
+            assert_eq!(sign(AK, SK, "2021-08-31T09:38:50Z", &req, &[("host", HOST)]), expected);
+        }
+    }
+
+    #[test]
+    fn parse_and_verify_v1() {
+        let value = "auth-v2/globalaktest/2021-08-31T09:38:50.872Z/content-length;content-type;host/0dced0b657b515e45538b8f6815a609265142fde2924e90f94c281b919924771";
+        let h = AuthHeader::parse(value).unwrap();
+        let lookup = |n: &str| match n {
+            "host" => Some(HOST.to_owned()),
+            "content-type" => Some("application/json;charset=UTF-8".to_owned()),
+            "content-length" => Some("151".to_owned()),
+            _ => None,
+        };
+        assert_eq!(h.verify(SK, &post(), lookup), Ok(()));
+        assert_eq!(h.verify("wrong", &post(), lookup), Err(AuthError::SignatureMismatch));
+        assert_eq!(h.verify(SK, &post(), |_| None), Err(AuthError::SignedHeaderMissing));
+    }
+
+    #[test]
+    fn host_must_be_signed() {
+        let auth = sign(AK, SK, "2021-08-31T09:38:50Z", &post(), &[("content-length", "151")]);
+        let h = AuthHeader::parse(&auth).unwrap();
+        assert_eq!(h.verify(SK, &post(), |_| Some("151".into())), Err(AuthError::HostNotSigned));
+    }
+
+    #[test]
+    fn malformed_headers() {
+        for bad in [
+            "",
+            "auth-v2",
+            "auth-v3/a/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724",
+            "auth-v2//2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724",
+            "auth-v2/a/2021-08-31 09:38:50/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724",
+            "auth-v2/a/2021-08-31T09:38:50Z/host/4F8D9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724",
+            "auth-v2/a/2021-08-31T09:38:50Z/host/abc",
+            "auth-v2/a/2021-08-31T09:38:50Z/Host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724",
+            "auth-v2/a/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724/x",
+        ] {
+            assert_eq!(AuthHeader::parse(bad), Err(AuthError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert!(parse_timestamp("2021-08-31T09:38:50Z").is_some());
+        assert!(parse_timestamp("2021-08-31T09:38:50.872Z").is_some());
+        assert!(parse_timestamp("2021-08-31T09:38:50.87Z").is_none());
+        assert!(parse_timestamp("2021-08-31T09:38:50+00:00").is_none());
+        assert!(parse_timestamp("2021-13-31T09:38:50Z").is_none());
+        let ts = parse_timestamp("2021-08-31T09:38:50.872Z").unwrap();
+        assert_eq!(format_timestamp(ts, true), "2021-08-31T09:38:50.872Z");
+        assert_eq!(format_timestamp(ts, false), "2021-08-31T09:38:50Z");
+        let w = SignedDuration::from_mins(15);
+        assert!(check_clock(ts, ts + SignedDuration::from_mins(14), w).is_ok());
+        assert!(check_clock(ts, ts - SignedDuration::from_mins(16), w).is_err());
+        assert!(check_clock(ts, ts + SignedDuration::from_mins(16), w).is_err());
+    }
+}

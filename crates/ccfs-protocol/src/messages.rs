@@ -1,0 +1,252 @@
+//! The typed `msgBody` of each interface, with the SPEC's validation order, and the typed
+//! `resultData` of the answers.
+
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::codes::{ApiError, ResultCode};
+use crate::fields::{check, FieldSpec};
+use crate::names::{ResponseId, ZipFileName};
+use crate::record::RawRecord;
+use crate::time::{describe_span, parse_local, LocalWindow, WindowError};
+
+/// Longest accepted `callBackURL`.
+pub const MAX_CALLBACK_URL: usize = 1024;
+/// Most records in one import request.
+pub const MAX_IMPORT_RECORDS: usize = 10_000;
+
+/// A validated generate request (`queryAgentOprInfoData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateRequest {
+    pub window: LocalWindow,
+    pub account_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub callback_url: Url,
+}
+
+fn callback_url(s: &str) -> Option<Url> {
+    let url = Url::parse(s).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
+}
+
+impl GenerateRequest {
+    const FIELDS: [FieldSpec; 5] = [
+        FieldSpec::required("beginTime", 19),
+        FieldSpec::required("endTime", 19),
+        FieldSpec::optional("accountId", 20),
+        FieldSpec::optional("agentId", 20),
+        FieldSpec::required("callBackURL", MAX_CALLBACK_URL),
+    ];
+
+    /// Validates a `msgBody` up to and including the span check (`0300014`). Ownership of the
+    /// account and flow control are the server's checks, which follow.
+    pub fn parse(body: &Map<String, Value>, max_span: SignedDuration) -> Result<Self, ApiError> {
+        let v = check(body, &Self::FIELDS)?;
+        let [Some(begin), Some(end), account, agent, Some(url)] = v[..] else {
+            return Err(ApiError::new(ResultCode::Null, "beginTime"));
+        };
+        let begin = parse_local(begin).ok_or(ApiError::new(ResultCode::BadFormat, "beginTime"))?;
+        let end = parse_local(end).ok_or(ApiError::new(ResultCode::BadFormat, "endTime"))?;
+        let callback_url = callback_url(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
+        let window = LocalWindow::new(begin, end, max_span).map_err(|e| match e {
+            WindowError::BeginAfterEnd => ApiError::plain(ResultCode::BeginAfterEnd),
+            WindowError::SpanTooLong => ApiError::new(ResultCode::SpanTooLong, &describe_span(max_span)),
+        })?;
+        Ok(Self {
+            window,
+            account_id: account.map(str::to_owned),
+            agent_id: agent.map(str::to_owned),
+            callback_url,
+        })
+    }
+}
+
+/// The generate `msgBody` as a client sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateBody {
+    #[serde(rename = "beginTime")]
+    pub begin_time: String,
+    #[serde(rename = "endTime")]
+    pub end_time: String,
+    #[serde(rename = "accountId", skip_serializing_if = "Option::is_none", default)]
+    pub account_id: Option<String>,
+    #[serde(rename = "agentId", skip_serializing_if = "Option::is_none", default)]
+    pub agent_id: Option<String>,
+    #[serde(rename = "callBackURL")]
+    pub callback_url: String,
+}
+
+/// `resultData` of a successful generate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateData {
+    #[serde(rename = "responseId")]
+    pub response_id: String,
+}
+
+/// The download `msgBody`: the zip file name (`downloadAgentOprInfoFile`).
+pub fn parse_download(body: &Map<String, Value>) -> Result<ZipFileName, ApiError> {
+    const NAME: &str = "agentOprInfoFileName";
+    let v = check(body, &[FieldSpec::required(NAME, 49)])?;
+    v[0].and_then(ZipFileName::parse).ok_or(ApiError::new(ResultCode::BadFormat, NAME))
+}
+
+/// The status `msgBody`: the response id (`queryAgentOprInfoStatus`).
+pub fn parse_status(body: &Map<String, Value>) -> Result<ResponseId, ApiError> {
+    const NAME: &str = "responseId";
+    let v = check(body, &[FieldSpec::required(NAME, 32)])?;
+    v[0].and_then(ResponseId::parse).ok_or(ApiError::new(ResultCode::BadFormat, NAME))
+}
+
+/// The import `msgBody`: shape-checked records, not yet validated (validation needs each
+/// developer's time zone). Errors name the record: `records[3].agent_id`.
+pub fn parse_import(body: &Map<String, Value>) -> Result<Vec<RawRecord>, ApiError> {
+    const NAME: &str = "records";
+    let list = match body.get(NAME) {
+        None | Some(Value::Null) => return Err(ApiError::new(ResultCode::Null, NAME)),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ApiError::new(ResultCode::BadFormat, NAME)),
+    };
+    if list.is_empty() {
+        return Err(ApiError::new(ResultCode::Empty, NAME));
+    }
+    if list.len() > MAX_IMPORT_RECORDS {
+        return Err(ApiError::new(ResultCode::TooLong, NAME));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let obj = v.as_object().ok_or_else(|| ApiError::new(ResultCode::BadFormat, &format!("records[{i}]")))?;
+            RawRecord::from_json(obj).map_err(|e| record_error(i, &e))
+        })
+        .collect()
+}
+
+/// The error for field `e` of record number `index` of an import.
+pub fn record_error(index: usize, e: &crate::record::FieldError) -> ApiError {
+    ApiError::new(e.code, &format!("records[{index}].{}", e.field))
+}
+
+/// `resultData` of a successful import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportData {
+    pub inserted: u64,
+    #[serde(rename = "alreadyPresent")]
+    pub already_present: u64,
+}
+
+/// The callback `msgBody` the server POSTs to `callBackURL`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackBody {
+    #[serde(rename = "responseId")]
+    pub response_id: String,
+    #[serde(rename = "agentOprInfoFileName")]
+    pub agent_opr_info_file_name: String,
+    #[serde(rename = "accountId", skip_serializing_if = "Option::is_none", default)]
+    pub account_id: Option<String>,
+}
+
+/// The state of a callback delivery, in a status answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackStatus {
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(rename = "lastError", skip_serializing_if = "Option::is_none", default)]
+    pub last_error: Option<String>,
+}
+
+/// `resultData` of the status extension. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusData {
+    #[serde(rename = "responseId")]
+    pub response_id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `expired`.
+    pub state: String,
+    #[serde(rename = "agentOprInfoFileName")]
+    pub agent_opr_info_file_name: String,
+    #[serde(rename = "recordCount", skip_serializing_if = "Option::is_none", default)]
+    pub record_count: Option<u64>,
+    #[serde(rename = "fileCount", skip_serializing_if = "Option::is_none", default)]
+    pub file_count: Option<u32>,
+    #[serde(rename = "fileSize", skip_serializing_if = "Option::is_none", default)]
+    pub file_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+    #[serde(rename = "finishedAt", skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<String>,
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callback: Option<CallbackStatus>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn gen(v: Value) -> Result<GenerateRequest, ResultCode> {
+        GenerateRequest::parse(v.as_object().unwrap(), SignedDuration::from_hours(72)).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn generate_validation_order() {
+        let ok = json!({"beginTime":"2024-05-01 00:00:00","endTime":"2024-05-02 00:00:00","callBackURL":"https://example.com/cb"});
+        assert!(gen(ok.clone()).is_ok());
+        let with = |k: &str, v: Value| {
+            let mut o = ok.clone();
+            o[k] = v;
+            gen(o)
+        };
+        assert_eq!(with("beginTime", Value::Null).unwrap_err(), ResultCode::Null);
+        assert_eq!(with("callBackURL", json!("")).unwrap_err(), ResultCode::Empty);
+        assert_eq!(with("accountId", json!("")).unwrap_err(), ResultCode::Empty);
+        assert_eq!(with("agentId", json!("x".repeat(21))).unwrap_err(), ResultCode::TooLong);
+        assert_eq!(with("beginTime", json!("2024-05-01 00:00:00.0")).unwrap_err(), ResultCode::TooLong);
+        assert_eq!(with("callBackURL", json!(format!("https://e.com/{}", "a".repeat(1024)))).unwrap_err(), ResultCode::TooLong);
+        assert_eq!(with("endTime", json!("2024/05/02 00:00")).unwrap_err(), ResultCode::BadFormat);
+        assert_eq!(with("callBackURL", json!("ftp://example.com/cb")).unwrap_err(), ResultCode::BadFormat);
+        assert_eq!(with("callBackURL", json!("/relative")).unwrap_err(), ResultCode::BadFormat);
+        assert_eq!(with("beginTime", json!("2024-05-03 00:00:00")).unwrap_err(), ResultCode::BeginAfterEnd);
+        assert_eq!(with("endTime", json!("2024-05-04 00:00:01")).unwrap_err(), ResultCode::SpanTooLong);
+    }
+
+    #[test]
+    fn download_and_status_bodies() {
+        let d = |v: Value| parse_download(v.as_object().unwrap()).map_err(|e| e.code);
+        assert_eq!(d(json!({})).unwrap_err(), ResultCode::Null);
+        assert_eq!(d(json!({"agentOprInfoFileName":""})).unwrap_err(), ResultCode::Empty);
+        assert_eq!(d(json!({"agentOprInfoFileName":"x".repeat(50)})).unwrap_err(), ResultCode::TooLong);
+        assert_eq!(d(json!({"agentOprInfoFileName":"../etc/passwd"})).unwrap_err(), ResultCode::BadFormat);
+        assert!(d(json!({"agentOprInfoFileName":"20240501_0123456789abcdef0123456789abcdef.zip"})).is_ok());
+        let s = |v: Value| parse_status(v.as_object().unwrap()).map_err(|e| e.code);
+        assert_eq!(s(json!({"responseId":"x".repeat(33)})).unwrap_err(), ResultCode::TooLong);
+        assert_eq!(s(json!({"responseId":"X".repeat(32)})).unwrap_err(), ResultCode::BadFormat);
+    }
+
+    #[test]
+    fn import_bodies() {
+        let i = |v: Value| parse_import(v.as_object().unwrap()).map_err(|e| (e.code, e.desc));
+        assert_eq!(i(json!({})).unwrap_err().0, ResultCode::Null);
+        assert_eq!(i(json!({"records":{}})).unwrap_err().0, ResultCode::BadFormat);
+        assert_eq!(i(json!({"records":[]})).unwrap_err().0, ResultCode::Empty);
+        let (code, desc) = i(json!({"records":[1]})).unwrap_err();
+        assert_eq!(code, ResultCode::BadFormat);
+        assert!(desc.contains("records[0]"));
+        let (code, desc) = i(json!({"records":[{"id":"x"}]})).unwrap_err();
+        assert_eq!(code, ResultCode::Null);
+        assert!(desc.contains("records[0].developer_id"), "{desc}");
+    }
+
+    #[test]
+    fn callback_body_shape() {
+        let b = CallbackBody { response_id: "r".into(), agent_opr_info_file_name: "f".into(), account_id: None };
+        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"responseId":"r","agentOprInfoFileName":"f"}"#);
+    }
+}

@@ -1,0 +1,345 @@
+//! The agent operation record: the 21 positional columns of SPEC section 5, their validation,
+//! and their CSV form. The CSV written by an export reads back through [`RawRecord::from_csv`]
+//! unchanged, so an export re-imports as it is.
+
+use std::io;
+
+use jiff::{tz::TimeZone, Timestamp};
+use serde_json::{Map, Value};
+
+use crate::codes::ResultCode;
+use crate::ids::AppId;
+use crate::time::{parse_local, to_instant, to_local, write_local};
+
+/// One column of the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// The column's name (also the JSON key on import).
+    pub name: &'static str,
+    /// Maximum length in characters (times: 19 local or an RFC 3339 string on import).
+    pub max_len: usize,
+    /// Whether the column must hold a value.
+    pub required: bool,
+}
+
+const fn col(name: &'static str, max_len: usize, required: bool) -> Column {
+    Column { name, max_len, required }
+}
+
+/// The 21 columns, in export order.
+pub const COLUMNS: [Column; 21] = [
+    col("id", 32, true),
+    col("developer_id", 64, true),
+    col("account_id", 64, false),
+    col("agent_id", 32, true),
+    col("service_no", 25, false),
+    col("skill_id", 25, false),
+    col("call_id", 25, false),
+    col("begin_time", 35, true),
+    col("end_time", 35, true),
+    col("op_type", 20, true),
+    col("op_object", 20, false),
+    col("op_cause", 20, false),
+    col("media_type", 20, false),
+    col("vdn_id", 20, false),
+    col("cc_id", 20, false),
+    col("agent_type", 20, false),
+    col("phone_no", 32, false),
+    col("callIn_out", 20, false),
+    col("location_id", 20, false),
+    col("logon_sn", 25, false),
+    col("skillInfo_sn", 25, false),
+];
+
+/// Index of `begin_time` in [`COLUMNS`].
+pub const BEGIN_TIME: usize = 7;
+/// Index of `end_time` in [`COLUMNS`].
+pub const END_TIME: usize = 8;
+
+/// Names of the 19 text columns (all but the two times), in column order.
+pub const TEXT_COLUMNS: [&str; 19] = [
+    "id", "developer_id", "account_id", "agent_id", "service_no", "skill_id", "call_id",
+    "op_type", "op_object", "op_cause", "media_type", "vdn_id", "cc_id", "agent_type", "phone_no",
+    "callIn_out", "location_id", "logon_sn", "skillInfo_sn",
+];
+
+/// A validated agent operation record. Times are instants; they are shown in the developer's
+/// time zone when exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub developer_id: String,
+    pub account_id: String,
+    pub agent_id: String,
+    pub service_no: String,
+    pub skill_id: String,
+    pub call_id: String,
+    pub begin_time: Timestamp,
+    pub end_time: Timestamp,
+    pub op_type: String,
+    pub op_object: String,
+    pub op_cause: String,
+    pub media_type: String,
+    pub vdn_id: String,
+    pub cc_id: String,
+    pub agent_type: String,
+    pub phone_no: String,
+    pub call_in_out: String,
+    pub location_id: String,
+    pub logon_sn: String,
+    pub skill_info_sn: String,
+}
+
+impl Record {
+    /// The 19 text columns, in column order (see [`TEXT_COLUMNS`]).
+    pub fn texts(&self) -> [&str; 19] {
+        [
+            &self.id, &self.developer_id, &self.account_id, &self.agent_id, &self.service_no,
+            &self.skill_id, &self.call_id, &self.op_type, &self.op_object, &self.op_cause,
+            &self.media_type, &self.vdn_id, &self.cc_id, &self.agent_type, &self.phone_no,
+            &self.call_in_out, &self.location_id, &self.logon_sn, &self.skill_info_sn,
+        ]
+    }
+
+    /// Builds a record from its 19 text columns (in [`TEXT_COLUMNS`] order) and its times.
+    /// No validation: for values that come from a trusted store.
+    pub fn from_texts(t: [String; 19], begin_time: Timestamp, end_time: Timestamp) -> Self {
+        let [id, developer_id, account_id, agent_id, service_no, skill_id, call_id, op_type, op_object, op_cause, media_type, vdn_id, cc_id, agent_type, phone_no, call_in_out, location_id, logon_sn, skill_info_sn] =
+            t;
+        Self {
+            id, developer_id, account_id, agent_id, service_no, skill_id, call_id, begin_time,
+            end_time, op_type, op_object, op_cause, media_type, vdn_id, cc_id, agent_type,
+            phone_no, call_in_out, location_id, logon_sn, skill_info_sn,
+        }
+    }
+
+    /// Writes the record as one CSV row, times in `tz`.
+    pub fn write_csv<W: io::Write>(&self, w: &mut csv::Writer<W>, tz: &TimeZone) -> csv::Result<()> {
+        let mut begin = [0u8; 19];
+        let mut end = [0u8; 19];
+        write_local(to_local(self.begin_time, tz), &mut begin);
+        write_local(to_local(self.end_time, tz), &mut end);
+        let t = self.texts();
+        let row: [&[u8]; 21] = [
+            t[0].as_bytes(), t[1].as_bytes(), t[2].as_bytes(), t[3].as_bytes(), t[4].as_bytes(),
+            t[5].as_bytes(), t[6].as_bytes(), &begin, &end, t[7].as_bytes(), t[8].as_bytes(),
+            t[9].as_bytes(), t[10].as_bytes(), t[11].as_bytes(), t[12].as_bytes(),
+            t[13].as_bytes(), t[14].as_bytes(), t[15].as_bytes(), t[16].as_bytes(),
+            t[17].as_bytes(), t[18].as_bytes(),
+        ];
+        w.write_record(row)
+    }
+
+    /// The record as a JSON object keyed by column names, times in `tz` (the JSONL import form).
+    pub fn to_json(&self, tz: &TimeZone) -> Map<String, Value> {
+        let mut m = Map::new();
+        let t = self.texts();
+        let mut ti = t.iter();
+        for (i, c) in COLUMNS.iter().enumerate() {
+            let v = match i {
+                BEGIN_TIME => crate::time::format_local(to_local(self.begin_time, tz)),
+                END_TIME => crate::time::format_local(to_local(self.end_time, tz)),
+                _ => ti.next().map(|s| (*s).to_owned()).unwrap_or_default(),
+            };
+            m.insert(c.name.to_owned(), Value::String(v));
+        }
+        m
+    }
+}
+
+/// The CSV writer every export uses: comma, RFC 4180 quoting where needed, `\n` line ends.
+pub fn csv_writer<W: io::Write>(w: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(w)
+}
+
+/// The CSV reader for the export layout (no header row expected; see [`is_header_row`]).
+pub fn csv_reader<R: io::Read>(r: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(r)
+}
+
+/// Whether a CSV row is the optional header row.
+pub fn is_header_row(row: &csv::StringRecord) -> bool {
+    row.len() == COLUMNS.len() && row.iter().zip(COLUMNS.iter()).all(|(v, c)| v == c.name)
+}
+
+/// A field of a record that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {code}")]
+pub struct FieldError {
+    /// The column name, or `record` when the record as a whole has the wrong shape.
+    pub field: &'static str,
+    pub code: ResultCode,
+}
+
+impl FieldError {
+    fn new(field: &'static str, code: ResultCode) -> Self {
+        Self { field, code }
+    }
+
+    /// A description for people, e.g. `agent_id: the value is too long (at most 32)`.
+    pub fn explain(&self) -> String {
+        let max = COLUMNS.iter().find(|c| c.name == self.field).map(|c| c.max_len);
+        let what = match (self.code, self.field) {
+            (ResultCode::Null, _) => "the value is missing".to_owned(),
+            (ResultCode::Empty, _) => "the value is empty".to_owned(),
+            (ResultCode::TooLong, _) => format!("the value is too long (at most {} characters)", max.unwrap_or(0)),
+            (_, "record") => "the record does not have 21 columns".to_owned(),
+            (_, "begin_time" | "end_time") => "not a time 'YYYY-MM-DD hh:mm:ss' or RFC 3339 with an offset, or end_time is before begin_time".to_owned(),
+            (_, "developer_id") => "not a valid developer id".to_owned(),
+            _ => "the value has the wrong format".to_owned(),
+        };
+        format!("{}: {what}", self.field)
+    }
+}
+
+/// An unvalidated record: the 21 column values as strings, in column order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord(pub [String; 21]);
+
+impl RawRecord {
+    /// From a CSV row of the export layout.
+    pub fn from_csv(row: &csv::StringRecord) -> Result<Self, FieldError> {
+        if row.len() != COLUMNS.len() {
+            return Err(FieldError::new("record", ResultCode::BadFormat));
+        }
+        Ok(Self(std::array::from_fn(|i| row[i].to_owned())))
+    }
+
+    /// From a JSON object keyed by column names. A missing or null required column is
+    /// `0300001`; a missing or null optional one is empty; numbers are taken as their text.
+    pub fn from_json(obj: &Map<String, Value>) -> Result<Self, FieldError> {
+        let mut fields: [String; 21] = Default::default();
+        for (i, c) in COLUMNS.iter().enumerate() {
+            fields[i] = match obj.get(c.name) {
+                None | Some(Value::Null) if c.required => {
+                    return Err(FieldError::new(c.name, ResultCode::Null))
+                }
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(_) => return Err(FieldError::new(c.name, ResultCode::BadFormat)),
+            };
+        }
+        Ok(Self(fields))
+    }
+
+    /// The developer the record belongs to (unvalidated).
+    pub fn developer_id(&self) -> &str {
+        &self.0[1]
+    }
+
+    /// Validates the record; local times are read in `tz`, the developer's time zone.
+    pub fn validate(self, tz: &TimeZone) -> Result<Record, FieldError> {
+        for (v, c) in self.0.iter().zip(COLUMNS.iter()) {
+            if c.required && v.is_empty() {
+                return Err(FieldError::new(c.name, ResultCode::Empty));
+            }
+        }
+        for (v, c) in self.0.iter().zip(COLUMNS.iter()) {
+            if v.chars().count() > c.max_len {
+                return Err(FieldError::new(c.name, ResultCode::TooLong));
+            }
+        }
+        if AppId::parse(self.developer_id()).is_none() {
+            return Err(FieldError::new("developer_id", ResultCode::BadFormat));
+        }
+        let time = |i: usize| {
+            parse_time(&self.0[i], tz).ok_or(FieldError::new(COLUMNS[i].name, ResultCode::BadFormat))
+        };
+        let begin = time(BEGIN_TIME)?;
+        let end = time(END_TIME)?;
+        if end < begin {
+            return Err(FieldError::new("end_time", ResultCode::BadFormat));
+        }
+        let mut texts = self.0.into_iter().enumerate().filter(|(i, _)| *i != BEGIN_TIME && *i != END_TIME).map(|(_, v)| v);
+        let texts: [String; 19] = std::array::from_fn(|_| texts.next().unwrap_or_default());
+        Ok(Record::from_texts(texts, begin, end))
+    }
+}
+
+/// A record time: `YYYY-MM-DD hh:mm:ss` in `tz`, or RFC 3339 with an offset.
+pub fn parse_time(s: &str, tz: &TimeZone) -> Option<Timestamp> {
+    match parse_local(s) {
+        Some(dt) => to_instant(dt, tz),
+        None if s.len() > 19 => s.parse::<Timestamp>().ok(),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawRecord {
+        let mut f: [String; 21] = Default::default();
+        for (i, v) in [
+            "r1", "dev1", "acc, \"quoted\"", "1001", "", "7", "call\n1", "2024-05-01 10:00:00",
+            "2024-05-01 10:05:00", "4", "-1", "0", "5", "1", "1", "4", "Zoë 电话", "0", "1", "77", "",
+        ]
+        .iter()
+        .enumerate()
+        {
+            f[i] = (*v).to_owned();
+        }
+        RawRecord(f)
+    }
+
+    #[test]
+    fn csv_round_trip_with_awkward_values() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let rec = raw().validate(&tz).unwrap();
+        let mut w = csv_writer(Vec::new());
+        rec.write_csv(&mut w, &tz).unwrap();
+        let bytes = w.into_inner().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("r1,dev1,\"acc, \"\"quoted\"\"\",1001,,7,\"call\n1\",2024-05-01 10:00:00,"));
+        assert!(text.ends_with(",77,\n"));
+        let mut r = csv_reader(bytes.as_slice());
+        let row = r.records().next().unwrap().unwrap();
+        assert!(!is_header_row(&row));
+        let back = RawRecord::from_csv(&row).unwrap().validate(&tz).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(rec.begin_time.to_string(), "2024-05-01T14:00:00Z");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let tz = TimeZone::UTC;
+        let rec = raw().validate(&tz).unwrap();
+        let back = RawRecord::from_json(&rec.to_json(&tz)).unwrap().validate(&tz).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let tz = TimeZone::UTC;
+        let with = |i: usize, v: &str| {
+            let mut r = raw();
+            r.0[i] = v.to_owned();
+            r.validate(&tz).unwrap_err()
+        };
+        assert_eq!(with(3, ""), FieldError::new("agent_id", ResultCode::Empty));
+        assert_eq!(with(3, &"9".repeat(33)), FieldError::new("agent_id", ResultCode::TooLong));
+        assert_eq!(with(7, "2024-05-01"), FieldError::new("begin_time", ResultCode::BadFormat));
+        assert_eq!(with(8, "2024-05-01 09:00:00"), FieldError::new("end_time", ResultCode::BadFormat));
+        assert_eq!(with(1, "a b"), FieldError::new("developer_id", ResultCode::BadFormat));
+        let ok = {
+            let mut r = raw();
+            r.0[7] = "2024-05-01T10:00:00+02:00".into();
+            r.validate(&tz).unwrap()
+        };
+        assert_eq!(ok.begin_time.to_string(), "2024-05-01T08:00:00Z");
+        let mut obj = raw().validate(&tz).unwrap().to_json(&tz);
+        obj.remove("op_type");
+        assert_eq!(RawRecord::from_json(&obj).unwrap_err(), FieldError::new("op_type", ResultCode::Null));
+        obj.insert("op_type".into(), Value::from(4));
+        obj.remove("skill_id");
+        let r = RawRecord::from_json(&obj).unwrap();
+        assert_eq!(r.0[9], "4");
+        assert_eq!(r.0[5], "");
+    }
+}
