@@ -261,13 +261,16 @@ impl RawRecord {
     }
 }
 
-/// A record time: `YYYY-MM-DD hh:mm:ss` in `tz`, or RFC 3339 with an offset.
+/// A record time: `YYYY-MM-DD hh:mm:ss` in `tz`, or RFC 3339 with an offset. Fractions of a
+/// second are dropped: the export shows whole seconds, and re-importing it must give the same
+/// record.
 pub fn parse_time(s: &str, tz: &TimeZone) -> Option<Timestamp> {
-    match parse_local(s) {
-        Some(dt) => to_instant(dt, tz),
-        None if s.len() > 19 => s.parse::<Timestamp>().ok(),
-        None => None,
-    }
+    let ts = match parse_local(s) {
+        Some(dt) => to_instant(dt, tz)?,
+        None if s.len() > 19 => s.parse::<Timestamp>().ok()?,
+        None => return None,
+    };
+    Timestamp::from_second(ts.as_second() - i64::from(ts.subsec_nanosecond() < 0)).ok()
 }
 
 #[cfg(test)]

@@ -1,1 +1,35 @@
-//! placeholder
+//! The ccfs server: a CC-FS-compatible export server for agent operation records.
+//!
+//! A tour, in the order a request meets them:
+//!
+//! - [`config`] — one typed configuration: defaults ← TOML file ← `CCFS_*` environment.
+//! - [`server`] — starts everything: store, file store, TLS listener, background loops; stops it
+//!   all cleanly on a shutdown signal.
+//! - [`tls`] — the certificate: the configured one, or a self-signed one made on first start.
+//! - [`http`] — the axum routes, one file per interface; the auth extractor that yields the
+//!   verified developer; the one error type that renders the SPEC envelope.
+//! - [`tenants`] — developers, their secret keys (sealed with the master key) and roles.
+//! - [`store`] — the async trait over records, jobs, callbacks, idempotency keys and the replay
+//!   cache, with its SQLite implementation.
+//! - [`blobs`] — the file store for finished zips, behind `object_store`.
+//! - [`export`] — the job runner: claim a job, stream records into CSV parts inside a zip,
+//!   upload, publish, enqueue the callback.
+//! - [`callback`] — the outbox delivery loop: signed POSTs, retried with backoff.
+//! - [`retention`] — deletes expired files and housekeeping rows.
+//! - [`state`] — what every handler and loop shares.
+
+pub mod blobs;
+pub mod callback;
+pub mod config;
+pub mod export;
+pub mod http;
+pub mod ingest;
+pub mod retention;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tenants;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{RunningServer, Server};

@@ -1,0 +1,1 @@
+//! The callback outbox delivery loop. (Being written.)

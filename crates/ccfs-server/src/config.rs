@@ -1,0 +1,298 @@
+//! One typed configuration, layered: defaults ← TOML file ← `CCFS_*` environment.
+//!
+//! Every key of the file has an environment variable of the same name in upper case with the
+//! `CCFS_` prefix (`listen` ← `CCFS_LISTEN`, `retention_secs` ← `CCFS_RETENTION_SECS`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+
+/// The server's configuration. Durations are whole seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Holds the SQLite database, the files, the master key and the self-signed certificate.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH`; default `sqlite://{data_dir}/ccfs.db`.
+    pub database_url: Option<String>,
+    /// `file:///ABSOLUTE/DIR` or a plain directory path; default `{data_dir}/files`.
+    pub blob_url: Option<String>,
+    /// Serve plain HTTP: only behind a TLS-terminating balancer.
+    pub plain_http: bool,
+    /// PEM certificate chain and key; default a self-signed pair in the data directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The master key file (32 bytes, hex); default `{data_dir}/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex characters), instead of a file.
+    pub master_key: Option<String>,
+    /// Allowed distance between a request's timestamp and the server clock.
+    pub auth_window_secs: u64,
+    /// Refuse a signature already accepted within the window.
+    pub replay_protection: bool,
+    /// Take the signed `host` value from `X-Forwarded-Host` (behind a proxy that rewrites Host).
+    pub trust_forwarded_host: bool,
+    /// Longest generate window.
+    pub max_span_secs: u64,
+    /// Jobs queued or running per developer before generate answers 0300009.
+    pub max_active_jobs: u32,
+    /// Downloads in progress per developer before download answers 0300008.
+    pub max_downloads: u32,
+    /// Rows per CSV part.
+    pub rows_per_file: u64,
+    /// Deflate level 0–9 of the zip entries.
+    pub compression_level: u32,
+    /// Export jobs run at once by this process; 0 makes an API-only node.
+    pub export_workers: u32,
+    /// How long a claimed job stays claimed without renewal (crash takeover time).
+    pub job_lease_secs: u64,
+    /// Claims of a job (crashes included) before it is marked failed.
+    pub job_max_attempts: u32,
+    /// Generated files are kept this long.
+    pub retention_secs: u64,
+    /// How often expired files are looked for.
+    pub retention_interval_secs: u64,
+    /// One callback attempt's time limit.
+    pub callback_timeout_secs: u64,
+    /// First retry delay; doubles with each failure, with jitter.
+    pub callback_initial_backoff_secs: u64,
+    pub callback_max_backoff_secs: u64,
+    /// Give up on a callback this long after the export finished.
+    pub callback_give_up_secs: u64,
+    /// Extra PEM root certificate trusted for callback receivers.
+    pub callback_ca_cert: Option<PathBuf>,
+    /// Accept any certificate from callback receivers (testing only).
+    pub callback_insecure: bool,
+    /// Time zone of new developers without one.
+    pub default_timezone: String,
+    /// How long the old secret stays valid after `rotate-secret`.
+    pub secret_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 28443)),
+            data_dir: PathBuf::from("./ccfs-data"),
+            database_url: None,
+            blob_url: None,
+            plain_http: false,
+            tls_cert: None,
+            tls_key: None,
+            master_key_file: None,
+            master_key: None,
+            auth_window_secs: 15 * 60,
+            replay_protection: true,
+            trust_forwarded_host: false,
+            max_span_secs: 3 * 86_400,
+            max_active_jobs: 10,
+            max_downloads: 4,
+            rows_per_file: 100_000,
+            compression_level: 6,
+            export_workers: 1,
+            job_lease_secs: 60,
+            job_max_attempts: 3,
+            retention_secs: 7 * 86_400,
+            retention_interval_secs: 300,
+            callback_timeout_secs: 10,
+            callback_initial_backoff_secs: 10,
+            callback_max_backoff_secs: 600,
+            callback_give_up_secs: 86_400,
+            callback_ca_cert: None,
+            callback_insecure: false,
+            default_timezone: "UTC".to_owned(),
+            secret_grace_secs: 86_400,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Every key, with whether its value is a string (strings are taken from the environment as
+/// they are; other values are read as TOML, e.g. `true`, `42`).
+const KEYS: &[(&str, bool)] = &[
+    ("listen", true),
+    ("data_dir", true),
+    ("database_url", true),
+    ("blob_url", true),
+    ("plain_http", false),
+    ("tls_cert", true),
+    ("tls_key", true),
+    ("master_key_file", true),
+    ("master_key", true),
+    ("auth_window_secs", false),
+    ("replay_protection", false),
+    ("trust_forwarded_host", false),
+    ("max_span_secs", false),
+    ("max_active_jobs", false),
+    ("max_downloads", false),
+    ("rows_per_file", false),
+    ("compression_level", false),
+    ("export_workers", false),
+    ("job_lease_secs", false),
+    ("job_max_attempts", false),
+    ("retention_secs", false),
+    ("retention_interval_secs", false),
+    ("callback_timeout_secs", false),
+    ("callback_initial_backoff_secs", false),
+    ("callback_max_backoff_secs", false),
+    ("callback_give_up_secs", false),
+    ("callback_ca_cert", true),
+    ("callback_insecure", false),
+    ("default_timezone", true),
+    ("secret_grace_secs", false),
+];
+
+impl Config {
+    /// Defaults, then `file` when given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`], with the environment given as a lookup function.
+    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, is_string) in KEYS {
+            let var = format!("CCFS_{}", key.to_ascii_uppercase());
+            let Some(raw) = env(&var) else { continue };
+            let value = if *is_string {
+                toml::Value::String(raw)
+            } else {
+                raw.trim().parse::<toml::Value>().or_else(|_| {
+                    format!("v = {raw}")
+                        .parse::<toml::Table>()
+                        .ok()
+                        .and_then(|mut t| t.remove("v"))
+                        .ok_or_else(|| ConfigError::Invalid(format!("{var}: '{raw}' is not a valid value")))
+                })?
+            };
+            table.insert((*key).to_owned(), value);
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if jiff::tz::TimeZone::get(&self.default_timezone).is_err() {
+            return bad(format!("default_timezone: unknown time zone '{}'", self.default_timezone));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key must be given together".into());
+        }
+        if self.rows_per_file == 0 {
+            return bad("rows_per_file must be at least 1".into());
+        }
+        if self.compression_level > 9 {
+            return bad("compression_level must be 0-9".into());
+        }
+        if self.max_span_secs == 0 || self.job_lease_secs == 0 || self.callback_timeout_secs == 0 {
+            return bad("max_span_secs, job_lease_secs and callback_timeout_secs must be positive".into());
+        }
+        if let Some(k) = &self.master_key {
+            if k.len() != 64 || hex::decode(k).is_err() {
+                return bad("master_key must be 64 hex characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ccfs.db").display()))
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        match &self.blob_url {
+            Some(u) => PathBuf::from(u.strip_prefix("file://").unwrap_or(u)),
+            None => self.data_dir.join("files"),
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Scratch space for exports being written.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
+    }
+
+    pub fn secs(s: u64) -> SignedDuration {
+        SignedDuration::from_secs(s.min(i64::MAX as u64) as i64)
+    }
+
+    pub fn auth_window(&self) -> SignedDuration {
+        Self::secs(self.auth_window_secs)
+    }
+    pub fn max_span(&self) -> SignedDuration {
+        Self::secs(self.max_span_secs)
+    }
+    pub fn retention(&self) -> SignedDuration {
+        Self::secs(self.retention_secs)
+    }
+    pub fn job_lease(&self) -> SignedDuration {
+        Self::secs(self.job_lease_secs)
+    }
+    pub fn secret_grace(&self) -> SignedDuration {
+        Self::secs(self.secret_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ccfs.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_active_jobs = 3\nplain_http = true\n").unwrap();
+        let env = |k: &str| match k {
+            "CCFS_MAX_ACTIVE_JOBS" => Some("5".to_owned()),
+            "CCFS_DATA_DIR" => Some("/tmp/x y".to_owned()),
+            _ => None,
+        };
+        let c = Config::load_with(Some(&file), env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_active_jobs, 5);
+        assert!(c.plain_http);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x y"));
+        assert_eq!(c.rows_per_file, 100_000);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let e = Config::load_with(None, |k| (k == "CCFS_MAX_DOWNLOADS").then(|| "many".into())).unwrap_err();
+        assert!(e.to_string().contains("CCFS_MAX_DOWNLOADS"), "{e}");
+        let e = Config::load_with(None, |k| (k == "CCFS_DEFAULT_TIMEZONE").then(|| "Mars/Base".into())).unwrap_err();
+        assert!(e.to_string().contains("Mars/Base"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load_with(Some(&file), |_| None).unwrap_err().to_string().contains("lisen"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Validating incoming records, shared by the import interface and the `ccfs import` command:
+//! a record's developer must exist, and its local times are read in that developer's time zone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ccfs_protocol::record::{FieldError, RawRecord};
+use ccfs_protocol::Record;
+use jiff::tz::TimeZone;
+
+use crate::store::{Store, StoreError};
+
+/// Why a record cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("developer_id: no developer '{0}'")]
+    UnknownDeveloper(String),
+    #[error("{}", .0.explain())]
+    Field(FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks records against the developers they name; caches each developer's time zone.
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    zones: HashMap<String, Option<TimeZone>>,
+}
+
+impl Ingest {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, zones: HashMap::new() }
+    }
+
+    async fn zone(&mut self, developer_id: &str) -> Result<Option<TimeZone>, StoreError> {
+        if let Some(z) = self.zones.get(developer_id) {
+            return Ok(z.clone());
+        }
+        let zone = self
+            .store
+            .developer(developer_id)
+            .await?
+            .map(|d| TimeZone::get(&d.timezone).unwrap_or(TimeZone::UTC));
+        self.zones.insert(developer_id.to_owned(), zone.clone());
+        Ok(zone)
+    }
+
+    /// Validates one record.
+    pub async fn check(&mut self, raw: RawRecord) -> Result<Record, IngestError> {
+        let developer = raw.developer_id().to_owned();
+        // Shape errors first, so an empty developer_id is reported as empty, not as unknown.
+        if developer.is_empty() || ccfs_protocol::AppId::parse(&developer).is_none() {
+            return raw.validate(&TimeZone::UTC).map_err(IngestError::Field);
+        }
+        let Some(tz) = self.zone(&developer).await? else {
+            return Err(IngestError::UnknownDeveloper(developer));
+        };
+        raw.validate(&tz).map_err(IngestError::Field)
+    }
+
+    /// Stores checked records; returns how many were new.
+    pub async fn insert(&self, records: &[Record]) -> Result<u64, StoreError> {
+        self.store.insert_records(records).await
+    }
+}

@@ -1,0 +1,1 @@
+//! Expiry of old files and housekeeping rows. (Being written.)

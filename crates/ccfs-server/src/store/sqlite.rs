@@ -1,0 +1,1 @@
+//! SQLite implementation of [`Store`](super::Store). (Being written.)

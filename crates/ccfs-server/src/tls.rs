@@ -1,0 +1,1 @@
+//! TLS certificate loading and the self-signed default. (Being written.)
