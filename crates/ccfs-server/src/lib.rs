@@ -32,4 +32,4 @@ pub mod tenants;
 pub mod tls;
 
 pub use config::Config;
-pub use server::{RunningServer, Server};
+pub use server::{run, Core, RunningServer};

@@ -1,1 +1,69 @@
-//! The HTTP interfaces. (Being written.)
+//! The HTTP interfaces: one file per interface, an auth extractor that yields the verified
+//! developer ([`auth::Signed`]), and one error type ([`error::HttpError`]) that renders the SPEC
+//! envelope and status.
+
+pub mod auth;
+pub mod download;
+pub mod error;
+pub mod generate;
+pub mod health;
+pub mod import;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use ccfs_protocol::paths;
+use serde_json::{Map, Value};
+
+use crate::state::AppState;
+use error::HttpError;
+
+/// Largest accepted request body: an import of 10,000 records with long values fits.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(paths::GENERATE, post(generate::handle))
+        .route(paths::DOWNLOAD, post(download::handle))
+        .route(paths::STATUS, post(status::handle))
+        .route(paths::IMPORT, post(import::handle))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Opens a signed request's body: a content type other than JSON, or a body that is not the
+/// envelope, is `0300007`; a wrong version `0300006`.
+pub fn open_body(signed: &auth::Signed) -> Result<Map<String, Value>, HttpError> {
+    if let Some(ct) = &signed.content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ccfs_protocol::ApiError::plain(ccfs_protocol::ResultCode::NoBody).into());
+        }
+    }
+    Ok(ccfs_protocol::envelope::open_request(&signed.body)?)
+}
+
+/// Counts an answer of an interface by result code.
+pub fn count(interface: &'static str, code: ccfs_protocol::ResultCode) {
+    metrics::counter!("ccfs_requests_total", "interface" => interface, "result_code" => code.as_str()).increment(1);
+}
+
+/// Counts and renders a JSON answer: the success envelope around `data`, or the error.
+pub fn respond<T: serde::Serialize>(
+    interface: &'static str,
+    result: Result<T, HttpError>,
+) -> Result<axum::response::Response, HttpError> {
+    count(interface, result.as_ref().map_or_else(HttpError::result_code, |_| ccfs_protocol::ResultCode::Success));
+    let data = serde_json::to_value(result?).map_err(|e| HttpError::Internal(e.to_string()))?;
+    Ok(error::envelope(
+        axum::http::StatusCode::OK,
+        ccfs_protocol::envelope::ResponseEnvelope::success(data),
+    ))
+}

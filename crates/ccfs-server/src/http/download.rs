@@ -1,0 +1,148 @@
+//! `POST /CCFS/resource/ccfs/downloadAgentOprInfoFile`: stream a finished zip (SPEC section 8),
+//! whole or from a `Range`, only to the developer that generated it.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ccfs_protocol::messages::parse_download;
+use ccfs_protocol::{ResultCode, DOWNLOAD_CONTENT_TYPE};
+use futures::StreamExt;
+use jiff::Timestamp;
+
+use super::auth::Signed;
+use super::count;
+use super::error::HttpError;
+use super::open_body;
+use crate::blobs::BlobError;
+use crate::state::AppState;
+use crate::store::{JobState, Role};
+
+const INTERFACE: &str = "download";
+
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    Whole,
+    Part(Range<u64>),
+    Unsatisfiable,
+}
+
+/// Reads a single `bytes=` range; anything else (several ranges, other units, garbage) is
+/// ignored, as HTTP allows, and the whole file is sent.
+fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else { return RangeAsk::Whole };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Whole };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => start..end.saturating_add(1).min(size),
+        (Ok(_), Ok(_)) => return RangeAsk::Whole,
+        (Ok(start), Err(_)) if b.is_empty() => start..size,
+        (Err(_), Ok(suffix)) if a.is_empty() => size.saturating_sub(suffix)..size,
+        _ => return RangeAsk::Whole,
+    };
+    if range.start >= size || range.is_empty() {
+        RangeAsk::Unsatisfiable
+    } else {
+        RangeAsk::Part(range)
+    }
+}
+
+pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
+    let result = download(&state, &signed).await;
+    count(INTERFACE, result.as_ref().map_or_else(HttpError::result_code, |_| ResultCode::Success));
+    result
+}
+
+async fn download(state: &AppState, signed: &Signed) -> Result<Response, HttpError> {
+    signed.require(Role::Export)?;
+    let name = parse_download(&open_body(signed)?)?;
+    let job = state.store.job(&name.response_id()).await?;
+    // Missing, unfinished, expired and someone else's all answer the same.
+    let outcome = job
+        .filter(|j| j.job.developer_id == signed.developer.app_id && j.job.file_name == name)
+        .filter(|j| j.state == JobState::Succeeded)
+        .and_then(|j| j.outcome)
+        .filter(|o| o.expires_at > Timestamp::now())
+        .ok_or(HttpError::from(ResultCode::FileNotFound))?;
+    let slot = state
+        .downloads
+        .acquire(signed.developer.app_id.as_str(), state.config.max_downloads)
+        .ok_or(HttpError::from(ResultCode::DownloadFlowControl))?;
+
+    let size = outcome.file_size;
+    let etag = format!("\"{}\"", outcome.sha256);
+    let if_range_ok = signed
+        .headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == etag));
+    let range_header = signed.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok);
+    let (status, range) = match parse_range(range_header, size) {
+        RangeAsk::Whole => (StatusCode::OK, 0..size),
+        RangeAsk::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
+        RangeAsk::Unsatisfiable => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            insert(response.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{size}"));
+            return Ok(response);
+        }
+    };
+    let stream = match state.blobs.get(&name, (size > 0).then(|| range.clone())).await {
+        Ok(s) => s,
+        Err(BlobError::Store(object_store::Error::NotFound { .. })) => {
+            tracing::warn!(file = %name, "a finished export's file is missing from the file store");
+            return Err(ResultCode::FileNotFound.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The slot lives as long as the body stream: until the last byte is sent or the client
+    // goes away.
+    let body = Body::from_stream(stream.map(move |chunk| {
+        let _held = &slot;
+        chunk
+    }));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    insert(h, header::CONTENT_TYPE, DOWNLOAD_CONTENT_TYPE);
+    insert(h, header::CONTENT_LENGTH, &(range.end - range.start).to_string());
+    insert(h, header::CONTENT_DISPOSITION, &format!("attachment; filename=\"{name}\""));
+    insert(h, header::ETAG, &etag);
+    insert(h, header::ACCEPT_RANGES, "bytes");
+    insert(h, "x-checksum-sha256", &outcome.sha256);
+    if status == StatusCode::PARTIAL_CONTENT {
+        insert(h, header::CONTENT_RANGE, &format!("bytes {}-{}/{size}", range.start, range.end - 1));
+    }
+    Ok(response)
+}
+
+fn insert(headers: &mut HeaderMap, name: impl header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |v: &str| parse_range(Some(v), 100);
+        assert_eq!(parse_range(None, 100), RangeAsk::Whole);
+        assert_eq!(r("bytes=0-9"), RangeAsk::Part(0..10));
+        assert_eq!(r("bytes=90-"), RangeAsk::Part(90..100));
+        assert_eq!(r("bytes=-10"), RangeAsk::Part(90..100));
+        assert_eq!(r("bytes=50-500"), RangeAsk::Part(50..100));
+        assert_eq!(r("bytes=100-"), RangeAsk::Unsatisfiable);
+        assert_eq!(r("bytes=-0"), RangeAsk::Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6"), RangeAsk::Whole);
+        assert_eq!(r("items=0-1"), RangeAsk::Whole);
+        assert_eq!(r("bytes=9-1"), RangeAsk::Whole);
+    }
+}

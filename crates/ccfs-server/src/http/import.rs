@@ -1,0 +1,45 @@
+//! `POST /CCFS/resource/ccfs/importAgentOprInfoData` (this project's extension, SPEC section 9):
+//! the CTI platform's way in. All or nothing: a batch with an invalid record stores nothing and
+//! the answer names the record and the field.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use ccfs_protocol::messages::{parse_import, record_error, ImportData};
+use ccfs_protocol::{ApiError, ResultCode};
+
+use super::auth::Signed;
+use super::error::HttpError;
+use super::{open_body, respond};
+use crate::ingest::{Ingest, IngestError};
+use crate::state::AppState;
+use crate::store::Role;
+
+const INTERFACE: &str = "import";
+
+pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
+    respond(INTERFACE, import(&state, &signed).await)
+}
+
+async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpError> {
+    signed.require(Role::Ingest)?;
+    let raws = parse_import(&open_body(signed)?)?;
+    let mut ingest = Ingest::new(state.store.clone());
+    let mut records = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.into_iter().enumerate() {
+        match ingest.check(raw).await {
+            Ok(r) => records.push(r),
+            Err(IngestError::Field(e)) => return Err(record_error(i, &e).into()),
+            Err(IngestError::UnknownDeveloper(_)) => {
+                let mut e = ApiError::new(ResultCode::BadFormat, &format!("records[{i}].developer_id"));
+                e.desc.push_str(" No such developer.");
+                return Err(e.into());
+            }
+            Err(IngestError::Store(e)) => return Err(e.into()),
+        }
+    }
+    let inserted = ingest.insert(&records).await?;
+    metrics::counter!("ccfs_imported_records_total").increment(inserted);
+    Ok(ImportData { inserted, already_present: records.len() as u64 - inserted })
+}
