@@ -1,1 +1,63 @@
-fn main() {}
+//! `ccfs`: one binary that runs the CC-FS export server, manages its developers and imports
+//! agent operation records.
+//!
+//! A tour: [`cli`] holds the command line (clap derive); each command lives in a module under
+//! [`cmd`]; [`progress`] draws progress bars on a terminal only. The commands are thin: the
+//! work is done by `ccfs-server` and `ccfs-protocol`.
+//!
+//! Errors are printed as `error: …` with their causes and exit with status 1; usage errors are
+//! clap's (status 2).
+
+mod cli;
+mod cmd;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(cmd::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Prints an error with its chain of causes, skipping a cause its parent's message already
+/// ends with (error types that both show and expose their source).
+fn fail(e: anyhow::Error) -> ExitCode {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`; `info` for the server, `warn` for the tools.
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,268 @@
+//! The command line: every command, subcommand and flag, as clap derive types.
+//!
+//! Only the shape lives here; each command's behaviour is in its module under `cmd/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ccfs_protocol::AppId;
+use ccfs_server::store::Role;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The `ccfs` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ccfs",
+    version,
+    about = "A CC-FS compatible export server for contact-center agent operation records",
+    after_help = "\
+Configuration is layered: built-in defaults, then the TOML file of --config (or CCFS_CONFIG),
+then CCFS_* environment variables (CCFS_LISTEN, CCFS_DATA_DIR, CCFS_DATABASE_URL, ...).
+Logs go to stderr; RUST_LOG sets the filter (default: info for serve, warn otherwise).
+
+Examples:
+  ccfs serve
+  ccfs app create --name \"Acme CC\" --account acme01 --timezone Asia/Shanghai
+  ccfs import records.csv --app 0123456789abcdef0123456789abcdef"
+)]
+pub struct Cli {
+    /// TOML configuration file (its keys are the CCFS_* names in lower case, without the prefix).
+    #[arg(long, global = true, value_name = "FILE", env = "CCFS_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Serve(ServeArgs),
+    App(AppArgs),
+    Import(ImportArgs),
+}
+
+/// `ccfs serve`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Run the CC-FS export server until SIGTERM or Ctrl-C",
+    after_help = "\
+Flags override the configuration file and the CCFS_* environment.
+By default the server listens with HTTPS on 127.0.0.1:28443 and keeps everything (database,
+files, master key, self-signed certificate) in ./ccfs-data.
+
+Examples:
+  ccfs serve
+  ccfs serve --listen 0.0.0.0:28443 --data-dir /var/lib/ccfs
+  ccfs serve --tls-cert cert.pem --tls-key key.pem
+  ccfs serve --config /etc/ccfs.toml --plain-http   # behind a TLS-terminating balancer"
+)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the database, files, master key and self-signed certificate.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (only behind a TLS-terminating load balancer).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub plain_http: bool,
+}
+
+/// `ccfs app`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Manage developers (tenants): create, list, show, rotate secrets, enable, disable",
+    after_help = "\
+Examples:
+  ccfs app create --name \"Acme CC\" --account acme01
+  ccfs app list
+  ccfs app show 0123456789abcdef0123456789abcdef
+  ccfs app rotate-secret 0123456789abcdef0123456789abcdef"
+)]
+pub struct AppArgs {
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+/// The `ccfs app` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    Create(CreateArgs),
+    List(ListArgs),
+    #[command(
+        about = "Show a developer as JSON (never its secret)",
+        after_help = "\
+Prints one JSON object: appId, name, timezone, accounts, roles, enabled, csvHeader, createdAt,
+and secretRotatedGraceUntil while a rotated-out secret is still accepted.
+
+Examples:
+  ccfs app show 0123456789abcdef0123456789abcdef
+  ccfs app show 0123456789abcdef0123456789abcdef | jq .timezone"
+    )]
+    Show(AppIdArg),
+    #[command(
+        about = "Give a developer a new secret key; the old one stays valid for a grace period",
+        after_help = "\
+Prints one line of JSON: {\"appId\":\"…\",\"secretKey\":\"…\",\"oldSecretValidUntil\":\"…\"}.
+The grace period is the secret_grace_secs setting (default one day).
+
+Examples:
+  ccfs app rotate-secret 0123456789abcdef0123456789abcdef"
+    )]
+    RotateSecret(AppIdArg),
+    #[command(
+        about = "Disable a developer: its requests are refused until it is enabled again",
+        after_help = "\
+Prints the developer as `ccfs app show` does.
+
+Examples:
+  ccfs app disable 0123456789abcdef0123456789abcdef"
+    )]
+    Disable(AppIdArg),
+    #[command(
+        about = "Enable a developer that was disabled",
+        after_help = "\
+Prints the developer as `ccfs app show` does.
+
+Examples:
+  ccfs app enable 0123456789abcdef0123456789abcdef"
+    )]
+    Enable(AppIdArg),
+}
+
+/// A role a developer may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Generate, status and download exports.
+    Export,
+    /// Import records for any developer (the CTI platform's credential).
+    Ingest,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Export => Role::Export,
+            RoleArg::Ingest => Role::Ingest,
+        }
+    }
+}
+
+/// `ccfs app create`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Create a developer and print its app id and secret key (shown this once)",
+    after_help = "\
+Prints one line of JSON on stdout and nothing else there: {\"appId\":\"…\",\"secretKey\":\"…\"}.
+The secret key is stored only encrypted with the server's master key; keep the printed copy.
+
+Examples:
+  ccfs app create --name \"Acme CC\"
+  ccfs app create --name \"Acme CC\" --account acme01 --account acme02 --timezone Asia/Shanghai
+  ccfs app create --name CTI --role ingest
+  ccfs app create --name Legacy --app-id globalaktest --csv-header"
+)]
+pub struct CreateArgs {
+    /// A name for people.
+    #[arg(long, value_name = "N")]
+    pub name: String,
+    /// An enterprise account id the developer owns (repeatable).
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// IANA time zone of the developer's local times (default: the server's default_timezone).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// A role (repeatable; default export).
+    #[arg(long = "role", value_enum, value_name = "ROLE")]
+    pub roles: Vec<RoleArg>,
+    /// Use this app id instead of a random 32-hex one (1-64 of A-Z a-z 0-9 - . _).
+    #[arg(long, value_name = "ID")]
+    pub app_id: Option<AppId>,
+    /// Exports start with a header row of column names.
+    #[arg(long)]
+    pub csv_header: bool,
+}
+
+/// `ccfs app list`.
+#[derive(Debug, Args)]
+#[command(
+    about = "List developers (never their secrets)",
+    after_help = "\
+Examples:
+  ccfs app list
+  ccfs app list --json | jq -r '.[].appId'"
+)]
+pub struct ListArgs {
+    /// Print a JSON array of the developers instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The app id argument of `show`, `rotate-secret`, `disable`, `enable`.
+#[derive(Debug, Args)]
+pub struct AppIdArg {
+    /// The developer's app id.
+    #[arg(value_name = "APPID")]
+    pub app_id: String,
+}
+
+/// The format of an import file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The export layout: 21 positional columns, optional header row.
+    Csv,
+    /// One JSON object per line, keyed by the column names.
+    Jsonl,
+}
+
+/// `ccfs import`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Import agent operation records from CSV or JSONL files into the configured store",
+    after_help = "\
+Each file is checked completely before anything of it is stored: a bad row stops the command
+with `error: FILE:LINE: FIELD: explanation` and nothing of that file is imported. Files named
+before it stay imported; files after it are not read. Records already stored (same developer
+and id) are skipped and counted, so importing a file again is harmless.
+
+A record's developer_id must name an existing developer (or use --app), and its local times
+(YYYY-MM-DD hh:mm:ss) are read in that developer's time zone; RFC 3339 times with an offset
+are also accepted.
+
+Formats: csv is the export layout (21 positional columns, RFC 4180 quoting, optional header
+row); jsonl is one JSON object per line keyed by the column names. The format comes from
+--format, else from the extension (.csv, .jsonl, .ndjson).
+
+Prints one summary line per file on stdout (or one JSON object per line with --json).
+
+Examples:
+  ccfs import records.csv
+  ccfs import day1.csv day2.csv --app 0123456789abcdef0123456789abcdef
+  ccfs import export.txt --format csv --batch 20000
+  ccfs import activity.jsonl --json"
+)]
+pub struct ImportArgs {
+    /// Files to import, in order.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The files' format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Assign every record to this developer, whatever its developer_id column says.
+    #[arg(long, value_name = "APPID")]
+    pub app: Option<String>,
+    /// Records stored per transaction.
+    #[arg(long, value_name = "N", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
+    /// Print one JSON object per file instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
