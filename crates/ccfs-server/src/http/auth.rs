@@ -53,8 +53,9 @@ impl FromRequest<Arc<AppState>> for Signed {
             .await
             .map_err(|_| ApiError::new(ResultCode::TooLong, "requestBody"))?;
         let headers = parts.headers;
-        let value = header_str(&headers, "authorization").ok_or(AuthError::Missing)?;
-        let auth = AuthHeader::parse(&value)?;
+        // A value that is present but not visible ASCII is malformed, not missing.
+        let value = headers.get("authorization").ok_or(AuthError::Missing)?;
+        let auth = AuthHeader::parse(value.to_str().map_err(|_| AuthError::Malformed)?)?;
         let now = Timestamp::now();
         check_clock(auth.time(), now, state.config.auth_window())?;
         let developer = state.store.developer(&auth.ak).await?.ok_or(AuthError::UnknownKey)?;
