@@ -166,6 +166,9 @@ pub struct StatusData {
     pub state: String,
     #[serde(rename = "agentOprInfoFileName")]
     pub agent_opr_info_file_name: String,
+    /// How many times a worker took the job up (more than 1 after a crash or a retry).
+    #[serde(default)]
+    pub attempts: u32,
     #[serde(rename = "recordCount", skip_serializing_if = "Option::is_none", default)]
     pub record_count: Option<u64>,
     #[serde(rename = "fileCount", skip_serializing_if = "Option::is_none", default)]

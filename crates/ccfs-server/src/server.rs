@@ -132,7 +132,7 @@ impl RunningServer {
         };
 
         let shutdown = CancellationToken::new();
-        let mut loops: Vec<JoinHandle<()>> = Vec::new(); // WIRE-EXPORT: crate::export::spawn_workers(state.clone(), shutdown.clone())
+        let mut loops = crate::export::spawn_workers(state.clone(), shutdown.clone());
         loops.push(crate::callback::spawn(state.clone(), callback_client, shutdown.clone()));
         loops.push(crate::retention::spawn(state.clone(), shutdown.clone()));
         tracing::info!(addr = %local_addr, node = %state.node_id, "ccfs serving");

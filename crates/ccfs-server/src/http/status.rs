@@ -40,6 +40,7 @@ pub fn describe(job: &Job, now: Timestamp) -> StatusData {
         response_id: job.job.response_id.to_string(),
         state: if expired { JobState::Expired } else { job.state }.as_str().to_owned(),
         agent_opr_info_file_name: job.job.file_name.to_string(),
+        attempts: job.attempts,
         record_count: outcome.map(|o| o.record_count),
         file_count: outcome.map(|o| o.file_count),
         file_size: outcome.map(|o| o.file_size),
