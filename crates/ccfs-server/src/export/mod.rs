@@ -1,1 +1,407 @@
-//! The export job runner. (Being written.)
+//! The export job runner: workers that claim queued jobs, build each zip (see [`archive`]),
+//! upload it to the file store, and publish it together with its callback.
+//!
+//! A job is held under a lease in the store. While a worker runs a job it renews the lease every
+//! third of its length; a worker that finds its lease taken (another node decided this one was
+//! dead) drops the job without touching it, since the job is no longer its own. On shutdown a
+//! running export stops, its work file is deleted and the job goes back to the queue, so no job
+//! is lost and none is half published. A failed attempt goes back to the queue too, until the
+//! job has been claimed `job_max_attempts` times; then it is marked failed with a reason that
+//! the status interface shows.
+
+pub mod archive;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ccfs_protocol::envelope::RequestEnvelope;
+use ccfs_protocol::messages::CallbackBody;
+use jiff::{tz::TimeZone, SignedDuration, Timestamp};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::blobs::{BlobError, Stored};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::{Callback, CallbackState, Job, JobOutcome, StoreError};
+
+pub use archive::{build_zip, build_zip_until, Built, ZipSettings};
+
+/// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
+/// queued by another node do not ring this process's bell).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Pause after a store error while claiming, so a database outage is not hammered.
+const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Longest pause of a worker after an attempt that will be retried.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+
+/// Why an export could not be built or published.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("writing the export file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("writing the zip: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error("writing a CSV row: {0}")]
+    Csv(#[from] csv::Error),
+    /// The zip writer thread ended abnormally (a panic, or the runtime shutting down).
+    #[error("zip writer: {0}")]
+    Writer(String),
+    /// The writer saw the record feed end without being told the export was complete.
+    #[error("the record feed stopped before the export was complete")]
+    Aborted,
+    /// Shutdown, or the job's lease was lost.
+    #[error("the export was cancelled")]
+    Cancelled,
+    #[error("uploading the export file: {0}")]
+    Blob(#[from] BlobError),
+    #[error("unknown time zone '{0}'")]
+    UnknownTimeZone(String),
+    #[error("encoding the callback body: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ExportError {
+    /// A sentence for the developer (the status interface's `error`): what went wrong, without
+    /// the internal details (paths, database messages), which go to the server log.
+    pub fn reason(&self) -> String {
+        match self {
+            ExportError::UnknownTimeZone(tz) => format!(
+                "The export could not be built: the developer's time zone '{tz}' is not known to the server."
+            ),
+            ExportError::Store(_) => "The export could not be built: the records could not be read.".into(),
+            ExportError::Blob(_) => "The export could not be stored in the file store.".into(),
+            ExportError::Io(_)
+            | ExportError::Zip(_)
+            | ExportError::Csv(_)
+            | ExportError::Writer(_)
+            | ExportError::Aborted
+            | ExportError::Json(_) => "The export file could not be written.".into(),
+            ExportError::Cancelled => "The export was interrupted.".into(),
+        }
+    }
+
+    /// Whether trying again cannot help.
+    fn is_permanent(&self) -> bool {
+        matches!(self, ExportError::UnknownTimeZone(_))
+    }
+}
+
+/// Starts `config.export_workers` export workers (none for an API-only node). Each stops when
+/// `shutdown` fires, after releasing the job it holds; await the handles to know they are done.
+pub fn spawn_workers(state: Arc<AppState>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    (0..state.config.export_workers)
+        .map(|n| tokio::spawn(worker(state.clone(), shutdown.clone(), n)))
+        .collect()
+}
+
+async fn worker(state: Arc<AppState>, shutdown: CancellationToken, n: u32) {
+    if n == 0 {
+        // One worker is enough to sweep what a crashed process left behind. Files of jobs this
+        // process is starting are fresh, so they are never older than the lease.
+        remove_stale_parts(&state.config.work_dir(), lease_std(&state.config)).await;
+    }
+    tracing::debug!(worker = n, "export worker started");
+    while !shutdown.is_cancelled() {
+        let now = Timestamp::now();
+        let lease_until = later(now, state.config.job_lease());
+        let pause = match state
+            .store
+            .claim_job(&state.node_id, now, lease_until)
+            .await
+        {
+            Ok(Some(job)) => match run_job(&state, job, &shutdown).await {
+                Ended::Released { pause } => Some(pause),
+                Ended::Succeeded | Ended::Failed | Ended::Abandoned | Ended::Interrupted => None,
+            },
+            Ok(None) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = state.wake_exports.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim an export job");
+                Some(CLAIM_ERROR_PAUSE)
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+    tracing::debug!(worker = n, "export worker stopped");
+}
+
+/// How a claimed job ended for this worker.
+enum Ended {
+    Succeeded,
+    Failed,
+    /// Given back after a retryable error; the worker pauses before claiming again, so a
+    /// transient fault (a database restart) does not burn every attempt within a second.
+    Released {
+        pause: Duration,
+    },
+    /// Given back because of shutdown.
+    Interrupted,
+    /// Another node holds the job now; this one left it alone.
+    Abandoned,
+}
+
+/// Runs one claimed job to its end, renewing the lease meanwhile.
+async fn run_job(state: &AppState, job: Job, shutdown: &CancellationToken) -> Ended {
+    let id = job.job.response_id.clone();
+    let started = Instant::now();
+    tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id, "export started");
+    let work_file = state.config.work_dir().join(format!("{id}.zip.part"));
+    // Fires on shutdown (it is a child of it) and when the lease is lost.
+    let cancel = shutdown.child_token();
+    let mut lease_lost = false;
+
+    let result = {
+        let export = export_job(state, &job, &work_file, &cancel);
+        tokio::pin!(export);
+        // Renewal runs in this task, beside the export, rather than in a task of its own: it
+        // ends with the export, and nothing is left to stop.
+        let period = (lease_std(&state.config) / 3).max(Duration::from_millis(100));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = &mut export => break r,
+                _ = renew.tick(), if !lease_lost => {
+                    let until = later(Timestamp::now(), state.config.job_lease());
+                    match state.store.renew_lease(&id, &state.node_id, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lease_lost = true;
+                            cancel.cancel();
+                        }
+                        // Keep going: the store may be back before the lease runs out, and if
+                        // not, finishing is refused and the job is another node's.
+                        Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew the lease of an export job"),
+                    }
+                }
+            }
+        }
+    };
+    // Gone already after a successful upload; a partial file after anything else.
+    remove_quietly(&work_file).await;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let (built, stored) = match result {
+        Ok(done) => done,
+        Err(e) if lease_lost => {
+            tracing::info!(job = %id, error = %e, "export job taken over by another node; dropped");
+            return Ended::Abandoned;
+        }
+        Err(ExportError::Cancelled) if shutdown.is_cancelled() => {
+            release(state, &job).await;
+            tracing::info!(job = %id, seconds, "export interrupted by shutdown; job released");
+            return Ended::Interrupted;
+        }
+        Err(e) => return failed_attempt(state, &job, e).await,
+    };
+
+    match publish(state, &job, built, &stored).await {
+        Ok(true) => {
+            state.wake_callbacks.notify_one();
+            metrics::counter!("ccfs_exports_total", "outcome" => "succeeded").increment(1);
+            metrics::counter!("ccfs_export_records_total").increment(built.record_count);
+            metrics::histogram!("ccfs_export_duration_seconds").record(seconds);
+            tracing::info!(
+                job = %id,
+                records = built.record_count,
+                files = built.file_count,
+                bytes = stored.size,
+                seconds,
+                "export succeeded"
+            );
+            Ended::Succeeded
+        }
+        // The stored zip is left alone: the node that owns the job now writes the same name.
+        Ok(false) => {
+            tracing::info!(job = %id, "export job taken over by another node before it was published; dropped");
+            Ended::Abandoned
+        }
+        Err(e) => failed_attempt(state, &job, e).await,
+    }
+}
+
+/// Builds the zip into `work_file` and uploads it.
+async fn export_job(
+    state: &AppState,
+    job: &Job,
+    work_file: &Path,
+    cancel: &CancellationToken,
+) -> Result<(Built, Stored), ExportError> {
+    let j = &job.job;
+    let timezone =
+        TimeZone::get(&j.timezone).map_err(|_| ExportError::UnknownTimeZone(j.timezone.clone()))?;
+    let settings = ZipSettings {
+        rows_per_file: state.config.rows_per_file,
+        compression_level: state.config.compression_level,
+        csv_header: j.csv_header,
+        stamp: timezone.to_datetime(j.created_at),
+        timezone,
+    };
+    if let Some(dir) = work_file.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let records = state.store.stream_records(j.query.clone());
+    let built = archive::build_zip_until(records, &settings, work_file, cancel).await?;
+    let stored = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(ExportError::Cancelled),
+        r = state.blobs.put_file(&j.file_name, work_file) => r?,
+    };
+    Ok((built, stored))
+}
+
+/// Marks the job succeeded and enqueues its callback, in one store step. False when the lease
+/// was lost meanwhile.
+async fn publish(
+    state: &AppState,
+    job: &Job,
+    built: Built,
+    stored: &Stored,
+) -> Result<bool, ExportError> {
+    let j = &job.job;
+    let now = Timestamp::now();
+    let outcome = JobOutcome {
+        record_count: built.record_count,
+        file_count: built.file_count,
+        file_size: stored.size,
+        sha256: stored.sha256.clone(),
+        finished_at: now,
+        expires_at: later(now, state.config.retention()),
+    };
+    let body = CallbackBody {
+        response_id: j.response_id.to_string(),
+        agent_opr_info_file_name: j.file_name.to_string(),
+        account_id: j.query.account_id.clone(),
+    };
+    let callback = Callback {
+        response_id: j.response_id.clone(),
+        developer_id: j.developer_id.clone(),
+        url: j.callback_url.clone(),
+        body: serde_json::to_string(&RequestEnvelope::new(body))?,
+        state: CallbackState::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        give_up_at: later(now, Config::secs(state.config.callback_give_up_secs)),
+        last_error: None,
+    };
+    Ok(state
+        .store
+        .finish_job(&j.response_id, &state.node_id, &outcome, &callback)
+        .await?)
+}
+
+/// After an attempt failed: retry later, or give up when the error is permanent or the job has
+/// used its attempts.
+async fn failed_attempt(state: &AppState, job: &Job, e: ExportError) -> Ended {
+    let id = &job.job.response_id;
+    let max = state.config.job_max_attempts;
+    if e.is_permanent() || job.attempts >= max {
+        let reason = if e.is_permanent() {
+            e.reason()
+        } else {
+            format!("{} Gave up after {} attempts.", e.reason(), job.attempts)
+        };
+        if let Err(se) = state
+            .store
+            .fail_job(id, &state.node_id, &reason, Timestamp::now())
+            .await
+        {
+            // The lease runs out and the job is claimed again, which then gives up at once.
+            tracing::warn!(job = %id, error = %se, "cannot mark an export job failed");
+        }
+        metrics::counter!("ccfs_exports_total", "outcome" => "failed").increment(1);
+        tracing::error!(job = %id, attempt = job.attempts, error = %e, "export failed");
+        Ended::Failed
+    } else {
+        release(state, job).await;
+        tracing::warn!(job = %id, attempt = job.attempts, max_attempts = max, error = %e, "export attempt failed; job released for a retry");
+        let pause =
+            Duration::from_secs(1u64 << job.attempts.saturating_sub(1).min(5)).min(MAX_RETRY_PAUSE);
+        Ended::Released { pause }
+    }
+}
+
+/// Gives the job back to the queue. A failure only delays it: the lease runs out and the job
+/// is claimed again.
+async fn release(state: &AppState, job: &Job) {
+    let id = &job.job.response_id;
+    if let Err(e) = state.store.release_job(id, &state.node_id).await {
+        tracing::warn!(job = %id, error = %e, "cannot release an export job");
+    }
+    metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);
+}
+
+/// Deletes `*.zip.part` files older than `older_than` in `dir`: work files of exports that a
+/// crash interrupted. Their jobs are taken over once the lease runs out and start afresh.
+async fn remove_stale_parts(dir: &Path, older_than: Duration) {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the export work directory");
+            return;
+        }
+    };
+    let now = SystemTime::now();
+    loop {
+        let entry = match entries.next_entry().await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list the export work directory");
+                break;
+            }
+        };
+        let path: PathBuf = entry.path();
+        if !entry.file_name().to_string_lossy().ends_with(".zip.part") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok());
+        if meta.is_file() && age.is_some_and(|age| age >= older_than) {
+            tracing::info!(path = %path.display(), "removing a stale export work file");
+            remove_quietly(&path).await;
+        }
+    }
+}
+
+async fn remove_quietly(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove an export work file");
+        }
+    }
+}
+
+/// `now + d`, saturating instead of panicking on an absurd configured duration.
+fn later(now: Timestamp, d: SignedDuration) -> Timestamp {
+    now.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+fn lease_std(config: &Config) -> Duration {
+    Duration::from_secs(config.job_lease_secs)
+}

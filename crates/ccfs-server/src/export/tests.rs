@@ -1,0 +1,605 @@
+//! Tests of the job runner against an in-memory store that implements only what the runner
+//! uses, so they run without a database and can stage failures a real store rarely shows
+//! (a stalled query, a stolen lease).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
+use futures::stream::{self, BoxStream, StreamExt};
+use jiff::{civil, Timestamp};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::blobs::Blobs;
+use crate::state::{AppState, DownloadSlots};
+use crate::store::{
+    Attempt, CreateJob, Developer, JobState, NewJob, RecordQuery, Store, StoreResult,
+};
+use crate::tenants::{MasterKey, Tenants};
+
+const DEV: &str = "0123456789abcdef0123456789abcdef";
+const NODE: &str = "test-node";
+
+/// How the fake's record stream behaves.
+#[derive(Clone, Copy)]
+enum StreamMode {
+    /// All records, then the end.
+    Normal,
+    /// A few records, then an error.
+    Fail,
+    /// A few records, then nothing ever again (a query that hangs).
+    Stall,
+}
+
+struct Inner {
+    jobs: Vec<(Job, Option<String>)>,
+    records: Vec<Record>,
+    mode: StreamMode,
+    /// `renew_lease` answers false: another node took the job.
+    steal_lease: bool,
+    calls: Vec<&'static str>,
+}
+
+struct FakeStore(Mutex<Inner>);
+
+impl FakeStore {
+    fn new(records: Vec<Record>, mode: StreamMode) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Inner {
+            jobs: Vec::new(),
+            records,
+            mode,
+            steal_lease: false,
+            calls: Vec::new(),
+        })))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    fn add(&self, job: NewJob, attempts: u32) {
+        let job = Job {
+            job,
+            state: JobState::Queued,
+            attempts,
+            started_at: None,
+            outcome: None,
+            error: None,
+            callback: None,
+        };
+        self.with(|i| i.jobs.push((job, None)));
+    }
+
+    fn job(&self, id: &ResponseId) -> Job {
+        self.with(|i| {
+            i.jobs
+                .iter()
+                .find(|(j, _)| &j.job.response_id == id)
+                .unwrap()
+                .0
+                .clone()
+        })
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.with(|i| i.calls.clone())
+    }
+
+    /// Applies `f` to the job when `owner` holds it.
+    fn owned<T>(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        call: &'static str,
+        f: impl FnOnce(&mut Job) -> T,
+    ) -> Option<T> {
+        self.with(|i| {
+            i.calls.push(call);
+            let (job, holder) = i.jobs.iter_mut().find(|(j, _)| &j.job.response_id == id)?;
+            (holder.as_deref() == Some(owner)).then(|| f(job))
+        })
+    }
+}
+
+#[async_trait]
+impl Store for FakeStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn insert_developer(&self, _: &Developer) -> StoreResult<()> {
+        unimplemented!()
+    }
+    async fn developer(&self, _: &str) -> StoreResult<Option<Developer>> {
+        unimplemented!()
+    }
+    async fn developers(&self) -> StoreResult<Vec<Developer>> {
+        unimplemented!()
+    }
+    async fn update_developer(&self, _: &Developer) -> StoreResult<()> {
+        unimplemented!()
+    }
+    async fn insert_records(&self, _: &[Record]) -> StoreResult<u64> {
+        unimplemented!()
+    }
+    fn stream_records(&self, _: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
+        let (records, mode) = self.with(|i| (i.records.clone(), i.mode));
+        let head = stream::iter(records.into_iter().map(Ok));
+        match mode {
+            StreamMode::Normal => head.boxed(),
+            StreamMode::Fail => head
+                .chain(stream::once(async {
+                    Err(StoreError::Corrupt("row 7 at /secret/path".into()))
+                }))
+                .boxed(),
+            StreamMode::Stall => head.chain(stream::pending()).boxed(),
+        }
+    }
+    async fn create_job(&self, _: &NewJob, _: u32) -> StoreResult<CreateJob> {
+        unimplemented!()
+    }
+    async fn job(&self, id: &ResponseId) -> StoreResult<Option<Job>> {
+        Ok(Some(FakeStore::job(self, id)))
+    }
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        _: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        Ok(self.with(|i| {
+            let (job, holder) = i
+                .jobs
+                .iter_mut()
+                .find(|(j, _)| j.state == JobState::Queued)?;
+            i.calls.push("claim");
+            job.state = JobState::Running;
+            job.attempts += 1;
+            job.started_at = Some(now);
+            *holder = Some(owner.to_owned());
+            Some(job.clone())
+        }))
+    }
+    async fn renew_lease(&self, id: &ResponseId, owner: &str, _: Timestamp) -> StoreResult<bool> {
+        let steal = self.with(|i| i.steal_lease);
+        Ok(self.owned(id, owner, "renew", |_| !steal).unwrap_or(false))
+    }
+    async fn finish_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        outcome: &JobOutcome,
+        callback: &Callback,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .owned(id, owner, "finish", |j| {
+                j.state = JobState::Succeeded;
+                j.outcome = Some(outcome.clone());
+                j.callback = Some(callback.clone());
+            })
+            .is_some())
+    }
+    async fn fail_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        error: &str,
+        _: Timestamp,
+    ) -> StoreResult<()> {
+        self.owned(id, owner, "fail", |j| {
+            j.state = JobState::Failed;
+            j.error = Some(error.to_owned());
+        });
+        Ok(())
+    }
+    async fn release_job(&self, id: &ResponseId, owner: &str) -> StoreResult<()> {
+        self.with(|i| {
+            i.calls.push("release");
+            if let Some((job, holder)) = i.jobs.iter_mut().find(|(j, _)| &j.job.response_id == id) {
+                if holder.as_deref() == Some(owner) {
+                    job.state = JobState::Queued;
+                    *holder = None;
+                }
+            }
+        });
+        Ok(())
+    }
+    async fn expired_jobs(&self, _: Timestamp, _: u32) -> StoreResult<Vec<Job>> {
+        unimplemented!()
+    }
+    async fn mark_expired(&self, _: &ResponseId) -> StoreResult<()> {
+        unimplemented!()
+    }
+    async fn claim_callbacks(
+        &self,
+        _: Timestamp,
+        _: Timestamp,
+        _: u32,
+    ) -> StoreResult<Vec<Callback>> {
+        unimplemented!()
+    }
+    async fn record_attempt(&self, _: &ResponseId, _: &Attempt) -> StoreResult<()> {
+        unimplemented!()
+    }
+    async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>> {
+        unimplemented!()
+    }
+    async fn remember_signature(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
+        unimplemented!()
+    }
+    async fn purge(&self, _: Timestamp) -> StoreResult<()> {
+        unimplemented!()
+    }
+}
+
+fn record(i: u64) -> Record {
+    let at = Timestamp::from_second(1_714_521_600 + i as i64).unwrap();
+    let texts: [String; 19] = std::array::from_fn(|c| match c {
+        0 => format!("r{i}"),
+        1 => DEV.to_owned(),
+        2 => "acc1".to_owned(),
+        3 => "1001".to_owned(),
+        7 => "4".to_owned(),
+        _ => String::new(),
+    });
+    Record::from_texts(texts, at, at)
+}
+
+fn new_job(byte: u8, timezone: &str, account: Option<&str>) -> NewJob {
+    let response_id = ResponseId::from_bytes([byte; 16]);
+    let created_at: Timestamp = "2024-05-01T22:30:00.123Z".parse().unwrap();
+    NewJob {
+        file_name: ZipFileName::new(civil::date(2024, 5, 2), &response_id),
+        response_id,
+        developer_id: AppId::parse(DEV).unwrap(),
+        query: RecordQuery {
+            developer_id: DEV.to_owned(),
+            begin: "2024-05-01T00:00:00Z".parse().unwrap(),
+            end: "2024-05-02T00:00:00Z".parse().unwrap(),
+            account_id: account.map(str::to_owned),
+            agent_id: None,
+        },
+        callback_url: "https://example.com/cb".to_owned(),
+        timezone: timezone.to_owned(),
+        csv_header: true,
+        created_at,
+        idempotency: None,
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    fn new(store: Arc<dyn Store>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            rows_per_file: 2,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let dyn_store = store;
+        let state = Arc::new(AppState {
+            blobs: Blobs::open(&config).unwrap(),
+            tenants: Tenants::new(
+                dyn_store.clone(),
+                Arc::new(MasterKey::from_bytes(&[7; 32])),
+                &config,
+            ),
+            config: Arc::new(config),
+            store: dyn_store,
+            wake_exports: Notify::new(),
+            wake_callbacks: Notify::new(),
+            downloads: DownloadSlots::default(),
+            metrics: PrometheusBuilder::new().build_recorder().handle(),
+            node_id: NODE.to_owned(),
+        });
+        Self {
+            _dir: dir,
+            state,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn start(&self) -> Vec<JoinHandle<()>> {
+        spawn_workers(self.state.clone(), self.shutdown.clone())
+    }
+
+    fn work_file(&self, id: &ResponseId) -> PathBuf {
+        self.state.config.work_dir().join(format!("{id}.zip.part"))
+    }
+
+    async fn stop(&self, workers: Vec<JoinHandle<()>>) {
+        self.shutdown.cancel();
+        for w in workers {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("worker stops")
+                .unwrap();
+        }
+    }
+}
+
+/// Waits (up to 10 s) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_is_built_uploaded_and_published_with_its_callback() {
+    let store = FakeStore::new((0..5).map(record).collect(), StreamMode::Normal);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |_| {});
+    let job = new_job(1, "Asia/Shanghai", Some("acc1"));
+    let id = job.response_id.clone();
+    let name = job.file_name.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    h.state.wake_exports.notify_one();
+    until("job succeeded", || {
+        store.job(&id).state == JobState::Succeeded
+    })
+    .await;
+
+    let done = store.job(&id);
+    let outcome = done.outcome.clone().unwrap();
+    assert_eq!((outcome.record_count, outcome.file_count), (5, 3));
+    assert!(outcome.expires_at > outcome.finished_at);
+    // The stored zip is the one described, and its parts are named from created_at in the
+    // developer's zone (22:30:00.123Z is 06:30:00.123 the next day in Shanghai).
+    let bytes: Vec<bytes::Bytes> =
+        futures::TryStreamExt::try_collect(h.state.blobs.get(&name, None).await.unwrap())
+            .await
+            .unwrap();
+    let bytes = bytes.concat();
+    assert_eq!(bytes.len() as u64, outcome.file_size);
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), outcome.sha256);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(archive.len(), 3);
+    assert!(archive
+        .by_index(0)
+        .unwrap()
+        .name()
+        .unwrap()
+        .starts_with("20240502063000123"));
+
+    let cb = done.callback.unwrap();
+    assert_eq!(cb.state, CallbackState::Pending);
+    assert_eq!(cb.url, "https://example.com/cb");
+    assert_eq!(cb.attempts, 0);
+    assert!(cb.give_up_at > cb.next_attempt_at);
+    assert_eq!(
+        cb.body,
+        format!(
+            r#"{{"request":{{"version":"2.0"}},"msgBody":{{"responseId":"{id}","agentOprInfoFileName":"{name}","accountId":"acc1"}}}}"#
+        )
+    );
+    // The callback loop was told; the work file is gone.
+    tokio::time::timeout(Duration::from_secs(1), h.state.wake_callbacks.notified())
+        .await
+        .unwrap();
+    assert!(!h.work_file(&id).exists());
+    h.stop(workers).await;
+    assert_eq!(store.calls(), ["claim", "finish"]);
+}
+
+#[tokio::test]
+async fn a_callback_without_an_account_filter_has_no_account_id() {
+    let store = FakeStore::new(vec![], StreamMode::Normal);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |_| {});
+    let job = new_job(2, "UTC", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    until("job succeeded", || {
+        store.job(&id).state == JobState::Succeeded
+    })
+    .await;
+    h.stop(workers).await;
+    let done = store.job(&id);
+    assert_eq!(done.outcome.unwrap().file_count, 1);
+    assert!(!done.callback.unwrap().body.contains("accountId"));
+}
+
+#[tokio::test]
+async fn an_unknown_time_zone_fails_at_once() {
+    let store = FakeStore::new(vec![record(1)], StreamMode::Normal);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |_| {});
+    let job = new_job(3, "Mars/Olympus_Mons", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    until("job failed", || store.job(&id).state == JobState::Failed).await;
+    h.stop(workers).await;
+    let done = store.job(&id);
+    assert_eq!(done.attempts, 1);
+    assert!(done
+        .error
+        .unwrap()
+        .contains("'Mars/Olympus_Mons' is not known"));
+    assert!(done.callback.is_none());
+}
+
+#[tokio::test]
+async fn a_failing_export_is_retried_then_failed_after_the_last_attempt() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Fail);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |c| c.job_max_attempts = 2);
+    let job = new_job(4, "UTC", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    until("job failed", || store.job(&id).state == JobState::Failed).await;
+    h.stop(workers).await;
+    let done = store.job(&id);
+    assert_eq!(done.attempts, 2);
+    assert_eq!(store.calls(), ["claim", "release", "claim", "fail"]);
+    let reason = done.error.unwrap();
+    assert_eq!(
+        reason,
+        "The export could not be built: the records could not be read. Gave up after 2 attempts."
+    );
+    // Internal details stay in the log.
+    assert!(!reason.contains("/secret/path"));
+    assert!(!h.work_file(&id).exists());
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_running_job_and_removes_its_work_file() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Stall);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |_| {});
+    let job = new_job(5, "UTC", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    let work_file = h.work_file(&id);
+    until("work file written", || work_file.exists()).await;
+    h.stop(workers).await;
+    assert_eq!(store.job(&id).state, JobState::Queued);
+    assert_eq!(store.calls(), ["claim", "release"]);
+    assert!(!work_file.exists());
+}
+
+#[tokio::test]
+async fn a_lost_lease_drops_the_job_without_touching_it() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Stall);
+    store.with(|i| i.steal_lease = true);
+    // A 1 s lease is renewed every 333 ms.
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |c| c.job_lease_secs = 1);
+    let job = new_job(6, "UTC", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    let work_file = h.work_file(&id);
+    until("work file written", || work_file.exists()).await;
+    until("lease renewal refused and work file removed", || {
+        store.calls().contains(&"renew") && !work_file.exists()
+    })
+    .await;
+    h.stop(workers).await;
+    // Neither released nor failed: the job belongs to the other node.
+    assert_eq!(store.calls(), ["claim", "renew"]);
+    assert_eq!(store.job(&id).state, JobState::Running);
+}
+
+#[tokio::test]
+async fn stale_work_files_are_removed_when_workers_start() {
+    let store = FakeStore::new(vec![], StreamMode::Normal);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |_| {});
+    let dir = h.state.config.work_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join(format!("{}.zip.part", ResponseId::from_bytes([8; 16])));
+    let fresh = dir.join(format!("{}.zip.part", ResponseId::from_bytes([9; 16])));
+    let other = dir.join("notes.txt");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for p in [&old, &fresh, &other] {
+        std::fs::write(p, b"x").unwrap();
+    }
+    for p in [&old, &other] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let workers = h.start();
+    until("stale part removed", || !old.exists()).await;
+    h.stop(workers).await;
+    assert!(fresh.exists());
+    assert!(other.exists());
+}
+
+#[tokio::test]
+async fn an_api_only_node_starts_no_workers() {
+    let store = FakeStore::new(vec![], StreamMode::Normal);
+    let h = Harness::new(store.clone() as Arc<dyn Store>, |c| c.export_workers = 0);
+    store.add(new_job(10, "UTC", None), 0);
+    assert!(h.start().is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(store.calls().is_empty());
+}
+
+#[test]
+fn reasons_are_sentences_without_internal_details() {
+    let e = ExportError::Store(StoreError::Corrupt("/var/lib/ccfs/ccfs.db: row 7".into()));
+    assert!(!e.reason().contains("/var/lib"));
+    assert!(e.reason().ends_with('.'));
+    let e = ExportError::Io(std::io::Error::other("/tmp/work/x.zip.part: disk full"));
+    assert_eq!(e.reason(), "The export file could not be written.");
+}
+
+#[tokio::test]
+async fn with_the_sqlite_store_a_queued_job_is_published() {
+    // The same path against the real store: claim, stream, finish with the callback.
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    store
+        .insert_developer(&Developer {
+            app_id: AppId::parse(DEV).unwrap(),
+            name: "test".into(),
+            secret_enc: vec![0; 60],
+            old_secret_enc: None,
+            old_secret_until: None,
+            timezone: "Europe/Berlin".into(),
+            accounts: vec!["acc1".into()],
+            roles: vec![crate::store::Role::Export],
+            enabled: true,
+            csv_header: false,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let records: Vec<Record> = (0..7).map(record).collect();
+    assert_eq!(store.insert_records(&records).await.unwrap(), 7);
+    let mut job = new_job(11, "Europe/Berlin", Some("acc1"));
+    job.query.begin = records[0].begin_time;
+    job.query.end = records[6].begin_time; // half-open: the last record is left out
+    let id = job.response_id.clone();
+    assert_eq!(
+        store.create_job(&job, 10).await.unwrap(),
+        CreateJob::Created
+    );
+
+    let h = Harness::new(store.clone(), |c| c.rows_per_file = 4);
+    let workers = h.start();
+    h.state.wake_exports.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let j = store.job(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            break j;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job still {:?}",
+            j.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    h.stop(workers).await;
+    let outcome = done.outcome.unwrap();
+    assert_eq!((outcome.record_count, outcome.file_count), (6, 2));
+    assert_eq!(done.attempts, 1);
+    let cb = done.callback.unwrap();
+    assert!(cb.body.contains(r#""accountId":"acc1""#));
+    assert_eq!(
+        h.state.blobs.size(&done.job.file_name).await.unwrap(),
+        Some(outcome.file_size)
+    );
+}
