@@ -5,6 +5,9 @@
 
 pub mod sqlite;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -277,7 +280,5 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a URL names: `sqlite://PATH` (created when missing).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    // Replaced by the SQLite store once it lands: Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
-    let _ = url;
-    todo!("SQLite store")
+    Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
 }
