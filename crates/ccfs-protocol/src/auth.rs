@@ -15,7 +15,11 @@ use subtle::ConstantTimeEq;
 pub const SCHEME: &str = "auth-v2";
 
 /// Bytes that `NORM` keeps as they are: `A-Z a-z 0-9 - . _ ~`.
-const NORM_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const NORM_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Why a request failed authentication. The `Display` text is the reason class sent to the
 /// client: it never contains a secret or the expected signature.
@@ -69,7 +73,9 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
         || b[13] != b':'
         || b[16] != b':'
         || b[b.len() - 1] != b'Z'
-        || !digits.into_iter().all(|r| b[r].iter().all(u8::is_ascii_digit))
+        || !digits
+            .into_iter()
+            .all(|r| b[r].iter().all(u8::is_ascii_digit))
     {
         return None;
     }
@@ -134,7 +140,9 @@ impl AuthHeader {
         };
         let names_ok = !signed.is_empty()
             && signed.split(';').all(|n| {
-                !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
             });
         let sig_ok = sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ak.is_empty() || !names_ok || !sig_ok || parse_timestamp(ts).is_none() {
@@ -174,8 +182,14 @@ impl AuthHeader {
             let value = header_value(name).ok_or(AuthError::SignedHeaderMissing)?;
             headers.push((name.to_owned(), value));
         }
-        let expected =
-            signature(&self.ak, sk, &self.timestamp, &self.signed_headers, req, &headers);
+        let expected = signature(
+            &self.ak,
+            sk,
+            &self.timestamp,
+            &self.signed_headers,
+            req,
+            &headers,
+        );
         if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
             Ok(())
         } else {
@@ -231,7 +245,13 @@ pub fn canonical_request(
     out.push('\n');
     let mut lines: Vec<String> = headers
         .iter()
-        .map(|(n, v)| format!("{}:{}", norm(n.to_ascii_lowercase().as_bytes()), norm(v.trim().as_bytes())))
+        .map(|(n, v)| {
+            format!(
+                "{}:{}",
+                norm(n.to_ascii_lowercase().as_bytes()),
+                norm(v.trim().as_bytes())
+            )
+        })
         .collect();
     lines.sort();
     out.push_str(&lines.join("\n"));
@@ -252,7 +272,10 @@ pub fn signature(
     headers: &[(String, String)],
 ) -> String {
     let key = signing_key(sk, &prefix(ak, timestamp, signed_headers));
-    hmac_hex(key.as_bytes(), canonical_request(signed_headers, req, headers).as_bytes())
+    hmac_hex(
+        key.as_bytes(),
+        canonical_request(signed_headers, req, headers).as_bytes(),
+    )
 }
 
 /// Signs a request: returns the whole `Authorization` value. `headers` are the headers to sign,
@@ -264,8 +287,10 @@ pub fn sign(
     req: &RequestParts<'_>,
     headers: &[(&str, &str)],
 ) -> String {
-    let mut headers: Vec<(String, String)> =
-        headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned())).collect();
+    let mut headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+        .collect();
     headers.sort();
     let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
     let signed = signed.join(";");
@@ -284,7 +309,12 @@ mod tests {
     const PATH: &str = "/CCFS/resource/ccfs/queryAgentOprInfoData";
 
     fn post() -> RequestParts<'static> {
-        RequestParts { method: "POST", path: PATH, query: None, body: BODY.as_bytes() }
+        RequestParts {
+            method: "POST",
+            path: PATH,
+            query: None,
+            body: BODY.as_bytes(),
+        }
     }
 
     #[test]
@@ -304,7 +334,11 @@ mod tests {
             SK,
             ts,
             &post(),
-            &[("Host", HOST), ("Content-Type", "application/json;charset=UTF-8"), ("Content-Length", "151")],
+            &[
+                ("Host", HOST),
+                ("Content-Type", "application/json;charset=UTF-8"),
+                ("Content-Length", "151"),
+            ],
         );
         assert_eq!(auth, "auth-v2/globalaktest/2021-08-31T09:38:50.872Z/content-length;content-type;host/0dced0b657b515e45538b8f6815a609265142fde2924e90f94c281b919924771");
     }
@@ -319,7 +353,10 @@ mod tests {
         let canonical = canonical_request("host", &post(), &[("host".into(), HOST.into())]);
         assert_eq!(
             canonical,
-            format!("POST\n{PATH}\nhost\nhost:10.22.26.181%3A28080\n{}", norm(BODY.as_bytes()))
+            format!(
+                "POST\n{PATH}\nhost\nhost:10.22.26.181%3A28080\n{}",
+                norm(BODY.as_bytes())
+            )
         );
         let auth = sign(AK, SK, ts, &post(), &[("host", HOST)]);
         assert_eq!(auth, "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724");
@@ -329,8 +366,16 @@ mod tests {
     fn vector_v3_raw_and_encoded_query_agree() {
         let expected = "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/a385bda497e647f1f5da89dbfea86a1063dc61cbbf94792eb59a9624916477ef";
         for q in ["b=x y&a=1", "b=x%20y&a=1"] {
-            let req = RequestParts { method: "GET", path: "/CCFS/resource/ccfs/x", query: Some(q), body: b"" };
-            assert_eq!(sign(AK, SK, "2021-08-31T09:38:50Z", &req, &[("host", HOST)]), expected);
+            let req = RequestParts {
+                method: "GET",
+                path: "/CCFS/resource/ccfs/x",
+                query: Some(q),
+                body: b"",
+            };
+            assert_eq!(
+                sign(AK, SK, "2021-08-31T09:38:50Z", &req, &[("host", HOST)]),
+                expected
+            );
         }
     }
 
@@ -345,15 +390,30 @@ mod tests {
             _ => None,
         };
         assert_eq!(h.verify(SK, &post(), lookup), Ok(()));
-        assert_eq!(h.verify("wrong", &post(), lookup), Err(AuthError::SignatureMismatch));
-        assert_eq!(h.verify(SK, &post(), |_| None), Err(AuthError::SignedHeaderMissing));
+        assert_eq!(
+            h.verify("wrong", &post(), lookup),
+            Err(AuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            h.verify(SK, &post(), |_| None),
+            Err(AuthError::SignedHeaderMissing)
+        );
     }
 
     #[test]
     fn host_must_be_signed() {
-        let auth = sign(AK, SK, "2021-08-31T09:38:50Z", &post(), &[("content-length", "151")]);
+        let auth = sign(
+            AK,
+            SK,
+            "2021-08-31T09:38:50Z",
+            &post(),
+            &[("content-length", "151")],
+        );
         let h = AuthHeader::parse(&auth).unwrap();
-        assert_eq!(h.verify(SK, &post(), |_| Some("151".into())), Err(AuthError::HostNotSigned));
+        assert_eq!(
+            h.verify(SK, &post(), |_| Some("151".into())),
+            Err(AuthError::HostNotSigned)
+        );
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl ResultCode {
             Self::TooLong => format!("The length of {param} is too long."),
             Self::BadFormat => format!("The format of {param} is incorrect."),
             Self::TooShort => format!("The length of {param} is too short."),
-            Self::BadVersion => "The value of version is error, current version is 2.0 .".to_owned(),
+            Self::BadVersion => {
+                "The value of version is error, current version is 2.0 .".to_owned()
+            }
             Self::NoBody => "The params of requestBody is null.".to_owned(),
             Self::DownloadFlowControl => "Reached the download flow control threshold.".to_owned(),
             Self::QueryFlowControl => "Reached the query flow control threshold.".to_owned(),
@@ -117,7 +119,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error whose description takes a parameter (a field name, a limit, a reason).
     pub fn new(code: ResultCode, param: &str) -> Self {
-        Self { code, desc: code.describe(param) }
+        Self {
+            code,
+            desc: code.describe(param),
+        }
     }
 
     /// An error whose description has no parameter.

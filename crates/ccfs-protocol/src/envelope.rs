@@ -23,7 +23,12 @@ pub struct RequestEnvelope<T> {
 
 impl<T> RequestEnvelope<T> {
     pub fn new(msg_body: T) -> Self {
-        Self { request: RequestHeader { version: VERSION.to_owned() }, msg_body }
+        Self {
+            request: RequestHeader {
+                version: VERSION.to_owned(),
+            },
+            msg_body,
+        }
     }
 }
 
@@ -36,7 +41,10 @@ pub fn open_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let Some(Value::Object(msg_body)) = top.remove("msgBody") else {
         return Err(ApiError::plain(ResultCode::NoBody));
     };
-    let version = top.get("request").and_then(|r| r.get("version")).and_then(Value::as_str);
+    let version = top
+        .get("request")
+        .and_then(|r| r.get("version"))
+        .and_then(Value::as_str);
     if version != Some(VERSION) {
         return Err(ApiError::plain(ResultCode::BadVersion));
     }
@@ -96,7 +104,10 @@ impl ResponseEnvelope {
             Ok(self.result_data)
         } else {
             let code = ResultCode::from_code(&self.result_code).unwrap_or(ResultCode::Internal);
-            Err(ApiError { code, desc: self.result_desc })
+            Err(ApiError {
+                code,
+                desc: self.result_desc,
+            })
         }
     }
 }
@@ -113,16 +124,29 @@ mod tests {
     fn opening_order() {
         assert_eq!(code("not json"), Some(ResultCode::NoBody));
         assert_eq!(code("[]"), Some(ResultCode::NoBody));
-        assert_eq!(code(r#"{"request":{"version":"1.0"}}"#), Some(ResultCode::NoBody));
-        assert_eq!(code(r#"{"request":{"version":"2.0"},"msgBody":null}"#), Some(ResultCode::NoBody));
+        assert_eq!(
+            code(r#"{"request":{"version":"1.0"}}"#),
+            Some(ResultCode::NoBody)
+        );
+        assert_eq!(
+            code(r#"{"request":{"version":"2.0"},"msgBody":null}"#),
+            Some(ResultCode::NoBody)
+        );
         assert_eq!(code(r#"{"msgBody":{}}"#), Some(ResultCode::BadVersion));
-        assert_eq!(code(r#"{"request":{"version":2.0},"msgBody":{}}"#), Some(ResultCode::BadVersion));
-        assert_eq!(code(r#"{"request":{"version":"2.0"},"msgBody":{},"x":1}"#), None);
+        assert_eq!(
+            code(r#"{"request":{"version":2.0},"msgBody":{}}"#),
+            Some(ResultCode::BadVersion)
+        );
+        assert_eq!(
+            code(r#"{"request":{"version":"2.0"},"msgBody":{},"x":1}"#),
+            None
+        );
     }
 
     #[test]
     fn envelopes_serialize_as_the_wire_wants() {
-        let ok = serde_json::to_value(ResponseEnvelope::success(serde_json::json!({"a":1}))).unwrap();
+        let ok =
+            serde_json::to_value(ResponseEnvelope::success(serde_json::json!({"a":1}))).unwrap();
         assert_eq!(
             ok,
             serde_json::json!({"resultCode":"0","resultDesc":"success","resultData":{"a":1},
@@ -132,7 +156,10 @@ mod tests {
         let v = serde_json::to_value(&err).unwrap();
         assert_eq!(v["resultData"], "");
         assert_eq!(v["response"]["resultCode"], "0300011");
-        assert_eq!(err.into_result().unwrap_err().code, ResultCode::FileNotFound);
+        assert_eq!(
+            err.into_result().unwrap_err().code,
+            ResultCode::FileNotFound
+        );
         let req = serde_json::to_string(&RequestEnvelope::new(serde_json::json!({}))).unwrap();
         assert_eq!(req, r#"{"request":{"version":"2.0"},"msgBody":{}}"#);
     }

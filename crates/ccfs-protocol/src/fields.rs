@@ -21,10 +21,18 @@ pub struct FieldSpec {
 
 impl FieldSpec {
     pub const fn required(name: &'static str, max_len: usize) -> Self {
-        Self { name, required: true, max_len }
+        Self {
+            name,
+            required: true,
+            max_len,
+        }
     }
     pub const fn optional(name: &'static str, max_len: usize) -> Self {
-        Self { name, required: false, max_len }
+        Self {
+            name,
+            required: false,
+            max_len,
+        }
     }
 }
 
@@ -46,7 +54,10 @@ pub fn check<'a>(
         }
     }
     for s in specs {
-        if value(s).and_then(Value::as_str).is_some_and(|v| v.chars().count() > s.max_len) {
+        if value(s)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.chars().count() > s.max_len)
+        {
             return Err(ApiError::new(ResultCode::TooLong, s.name));
         }
     }
@@ -65,8 +76,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SPECS: [FieldSpec; 3] =
-        [FieldSpec::required("a", 3), FieldSpec::required("b", 3), FieldSpec::optional("c", 3)];
+    const SPECS: [FieldSpec; 3] = [
+        FieldSpec::required("a", 3),
+        FieldSpec::required("b", 3),
+        FieldSpec::optional("c", 3),
+    ];
 
     fn run(v: Value) -> Result<Vec<Option<String>>, (ResultCode, String)> {
         let m = v.as_object().unwrap().clone();
@@ -79,12 +93,33 @@ mod tests {
     fn stages_run_across_fields_in_order() {
         // An empty `a` loses to a missing `b`: nulls are checked before empties.
         assert_eq!(run(json!({"a":""})).unwrap_err().0, ResultCode::Null);
-        assert!(run(json!({"a":"", "b":null})).unwrap_err().1.contains(" b "));
-        assert_eq!(run(json!({"a":"toolong", "b":""})).unwrap_err().0, ResultCode::Empty);
-        assert_eq!(run(json!({"a":"x", "b":"x", "c":""})).unwrap_err().0, ResultCode::Empty);
-        assert_eq!(run(json!({"a":"x", "b":"toolong"})).unwrap_err().0, ResultCode::TooLong);
-        assert_eq!(run(json!({"a":1, "b":"toolong"})).unwrap_err().0, ResultCode::TooLong);
-        assert_eq!(run(json!({"a":1, "b":"x"})).unwrap_err().0, ResultCode::BadFormat);
-        assert_eq!(run(json!({"a":"é€x", "b":"x", "c":null})).unwrap(), vec![Some("é€x".into()), Some("x".into()), None]);
+        assert!(run(json!({"a":"", "b":null}))
+            .unwrap_err()
+            .1
+            .contains(" b "));
+        assert_eq!(
+            run(json!({"a":"toolong", "b":""})).unwrap_err().0,
+            ResultCode::Empty
+        );
+        assert_eq!(
+            run(json!({"a":"x", "b":"x", "c":""})).unwrap_err().0,
+            ResultCode::Empty
+        );
+        assert_eq!(
+            run(json!({"a":"x", "b":"toolong"})).unwrap_err().0,
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            run(json!({"a":1, "b":"toolong"})).unwrap_err().0,
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            run(json!({"a":1, "b":"x"})).unwrap_err().0,
+            ResultCode::BadFormat
+        );
+        assert_eq!(
+            run(json!({"a":"é€x", "b":"x", "c":null})).unwrap(),
+            vec![Some("é€x".into()), Some("x".into()), None]
+        );
     }
 }

@@ -14,7 +14,8 @@ impl AppId {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -37,7 +38,8 @@ impl fmt::Display for AppId {
 impl FromStr for AppId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s).ok_or_else(|| format!("'{s}' is not a valid app id (1-64 of A-Z a-z 0-9 - . _)"))
+        Self::parse(s)
+            .ok_or_else(|| format!("'{s}' is not a valid app id (1-64 of A-Z a-z 0-9 - . _)"))
     }
 }
 

@@ -49,10 +49,13 @@ impl GenerateRequest {
         };
         let begin = parse_local(begin).ok_or(ApiError::new(ResultCode::BadFormat, "beginTime"))?;
         let end = parse_local(end).ok_or(ApiError::new(ResultCode::BadFormat, "endTime"))?;
-        let callback_url = callback_url(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
+        let callback_url =
+            callback_url(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
         let window = LocalWindow::new(begin, end, max_span).map_err(|e| match e {
             WindowError::BeginAfterEnd => ApiError::plain(ResultCode::BeginAfterEnd),
-            WindowError::SpanTooLong => ApiError::new(ResultCode::SpanTooLong, &describe_span(max_span)),
+            WindowError::SpanTooLong => {
+                ApiError::new(ResultCode::SpanTooLong, &describe_span(max_span))
+            }
         })?;
         Ok(Self {
             window,
@@ -89,14 +92,16 @@ pub struct GenerateData {
 pub fn parse_download(body: &Map<String, Value>) -> Result<ZipFileName, ApiError> {
     const NAME: &str = "agentOprInfoFileName";
     let v = check(body, &[FieldSpec::required(NAME, 49)])?;
-    v[0].and_then(ZipFileName::parse).ok_or(ApiError::new(ResultCode::BadFormat, NAME))
+    v[0].and_then(ZipFileName::parse)
+        .ok_or(ApiError::new(ResultCode::BadFormat, NAME))
 }
 
 /// The status `msgBody`: the response id (`queryAgentOprInfoStatus`).
 pub fn parse_status(body: &Map<String, Value>) -> Result<ResponseId, ApiError> {
     const NAME: &str = "responseId";
     let v = check(body, &[FieldSpec::required(NAME, 32)])?;
-    v[0].and_then(ResponseId::parse).ok_or(ApiError::new(ResultCode::BadFormat, NAME))
+    v[0].and_then(ResponseId::parse)
+        .ok_or(ApiError::new(ResultCode::BadFormat, NAME))
 }
 
 /// The import `msgBody`: shape-checked records, not yet validated (validation needs each
@@ -117,7 +122,9 @@ pub fn parse_import(body: &Map<String, Value>) -> Result<Vec<RawRecord>, ApiErro
     list.iter()
         .enumerate()
         .map(|(i, v)| {
-            let obj = v.as_object().ok_or_else(|| ApiError::new(ResultCode::BadFormat, &format!("records[{i}]")))?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| ApiError::new(ResultCode::BadFormat, &format!("records[{i}]")))?;
             RawRecord::from_json(obj).map_err(|e| record_error(i, &e))
         })
         .collect()
@@ -169,7 +176,11 @@ pub struct StatusData {
     /// How many times a worker took the job up (more than 1 after a crash or a retry).
     #[serde(default)]
     pub attempts: u32,
-    #[serde(rename = "recordCount", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "recordCount",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub record_count: Option<u64>,
     #[serde(rename = "fileCount", skip_serializing_if = "Option::is_none", default)]
     pub file_count: Option<u32>,
@@ -179,7 +190,11 @@ pub struct StatusData {
     pub sha256: Option<String>,
     #[serde(rename = "createdAt")]
     pub created_at: String,
-    #[serde(rename = "finishedAt", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "finishedAt",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub finished_at: Option<String>,
     #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none", default)]
     pub expires_at: Option<String>,
@@ -195,7 +210,8 @@ mod tests {
     use serde_json::json;
 
     fn gen(v: Value) -> Result<GenerateRequest, ResultCode> {
-        GenerateRequest::parse(v.as_object().unwrap(), SignedDuration::from_hours(72)).map_err(|e| e.code)
+        GenerateRequest::parse(v.as_object().unwrap(), SignedDuration::from_hours(72))
+            .map_err(|e| e.code)
     }
 
     #[test]
@@ -207,37 +223,92 @@ mod tests {
             o[k] = v;
             gen(o)
         };
-        assert_eq!(with("beginTime", Value::Null).unwrap_err(), ResultCode::Null);
-        assert_eq!(with("callBackURL", json!("")).unwrap_err(), ResultCode::Empty);
+        assert_eq!(
+            with("beginTime", Value::Null).unwrap_err(),
+            ResultCode::Null
+        );
+        assert_eq!(
+            with("callBackURL", json!("")).unwrap_err(),
+            ResultCode::Empty
+        );
         assert_eq!(with("accountId", json!("")).unwrap_err(), ResultCode::Empty);
-        assert_eq!(with("agentId", json!("x".repeat(21))).unwrap_err(), ResultCode::TooLong);
-        assert_eq!(with("beginTime", json!("2024-05-01 00:00:00.0")).unwrap_err(), ResultCode::TooLong);
-        assert_eq!(with("callBackURL", json!(format!("https://e.com/{}", "a".repeat(1024)))).unwrap_err(), ResultCode::TooLong);
-        assert_eq!(with("endTime", json!("2024/05/02 00:00")).unwrap_err(), ResultCode::BadFormat);
-        assert_eq!(with("callBackURL", json!("ftp://example.com/cb")).unwrap_err(), ResultCode::BadFormat);
-        assert_eq!(with("callBackURL", json!("/relative")).unwrap_err(), ResultCode::BadFormat);
-        assert_eq!(with("beginTime", json!("2024-05-03 00:00:00")).unwrap_err(), ResultCode::BeginAfterEnd);
-        assert_eq!(with("endTime", json!("2024-05-04 00:00:01")).unwrap_err(), ResultCode::SpanTooLong);
+        assert_eq!(
+            with("agentId", json!("x".repeat(21))).unwrap_err(),
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            with("beginTime", json!("2024-05-01 00:00:00.0")).unwrap_err(),
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            with(
+                "callBackURL",
+                json!(format!("https://e.com/{}", "a".repeat(1024)))
+            )
+            .unwrap_err(),
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            with("endTime", json!("2024/05/02 00:00")).unwrap_err(),
+            ResultCode::BadFormat
+        );
+        assert_eq!(
+            with("callBackURL", json!("ftp://example.com/cb")).unwrap_err(),
+            ResultCode::BadFormat
+        );
+        assert_eq!(
+            with("callBackURL", json!("/relative")).unwrap_err(),
+            ResultCode::BadFormat
+        );
+        assert_eq!(
+            with("beginTime", json!("2024-05-03 00:00:00")).unwrap_err(),
+            ResultCode::BeginAfterEnd
+        );
+        assert_eq!(
+            with("endTime", json!("2024-05-04 00:00:01")).unwrap_err(),
+            ResultCode::SpanTooLong
+        );
     }
 
     #[test]
     fn download_and_status_bodies() {
         let d = |v: Value| parse_download(v.as_object().unwrap()).map_err(|e| e.code);
         assert_eq!(d(json!({})).unwrap_err(), ResultCode::Null);
-        assert_eq!(d(json!({"agentOprInfoFileName":""})).unwrap_err(), ResultCode::Empty);
-        assert_eq!(d(json!({"agentOprInfoFileName":"x".repeat(50)})).unwrap_err(), ResultCode::TooLong);
-        assert_eq!(d(json!({"agentOprInfoFileName":"../etc/passwd"})).unwrap_err(), ResultCode::BadFormat);
-        assert!(d(json!({"agentOprInfoFileName":"20240501_0123456789abcdef0123456789abcdef.zip"})).is_ok());
+        assert_eq!(
+            d(json!({"agentOprInfoFileName":""})).unwrap_err(),
+            ResultCode::Empty
+        );
+        assert_eq!(
+            d(json!({"agentOprInfoFileName":"x".repeat(50)})).unwrap_err(),
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            d(json!({"agentOprInfoFileName":"../etc/passwd"})).unwrap_err(),
+            ResultCode::BadFormat
+        );
+        assert!(
+            d(json!({"agentOprInfoFileName":"20240501_0123456789abcdef0123456789abcdef.zip"}))
+                .is_ok()
+        );
         let s = |v: Value| parse_status(v.as_object().unwrap()).map_err(|e| e.code);
-        assert_eq!(s(json!({"responseId":"x".repeat(33)})).unwrap_err(), ResultCode::TooLong);
-        assert_eq!(s(json!({"responseId":"X".repeat(32)})).unwrap_err(), ResultCode::BadFormat);
+        assert_eq!(
+            s(json!({"responseId":"x".repeat(33)})).unwrap_err(),
+            ResultCode::TooLong
+        );
+        assert_eq!(
+            s(json!({"responseId":"X".repeat(32)})).unwrap_err(),
+            ResultCode::BadFormat
+        );
     }
 
     #[test]
     fn import_bodies() {
         let i = |v: Value| parse_import(v.as_object().unwrap()).map_err(|e| (e.code, e.desc));
         assert_eq!(i(json!({})).unwrap_err().0, ResultCode::Null);
-        assert_eq!(i(json!({"records":{}})).unwrap_err().0, ResultCode::BadFormat);
+        assert_eq!(
+            i(json!({"records":{}})).unwrap_err().0,
+            ResultCode::BadFormat
+        );
         assert_eq!(i(json!({"records":[]})).unwrap_err().0, ResultCode::Empty);
         let (code, desc) = i(json!({"records":[1]})).unwrap_err();
         assert_eq!(code, ResultCode::BadFormat);
@@ -249,7 +320,14 @@ mod tests {
 
     #[test]
     fn callback_body_shape() {
-        let b = CallbackBody { response_id: "r".into(), agent_opr_info_file_name: "f".into(), account_id: None };
-        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"responseId":"r","agentOprInfoFileName":"f"}"#);
+        let b = CallbackBody {
+            response_id: "r".into(),
+            agent_opr_info_file_name: "f".into(),
+            account_id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"responseId":"r","agentOprInfoFileName":"f"}"#
+        );
     }
 }

@@ -145,7 +145,10 @@ mod tests {
     fn zip_names() {
         let id = ResponseId::from_bytes([0xab; 16]);
         let name = ZipFileName::new(civil::date(2024, 5, 1), &id);
-        assert_eq!(name.as_str(), "20240501_abababababababababababababababab.zip");
+        assert_eq!(
+            name.as_str(),
+            "20240501_abababababababababababababababab.zip"
+        );
         assert_eq!(name.as_str().len(), 45);
         assert_eq!(ZipFileName::parse(name.as_str()), Some(name.clone()));
         assert_eq!(name.response_id(), id);

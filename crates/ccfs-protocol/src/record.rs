@@ -23,7 +23,11 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, max_len: usize, required: bool) -> Column {
-    Column { name, max_len, required }
+    Column {
+        name,
+        max_len,
+        required,
+    }
 }
 
 /// The 21 columns, in export order.
@@ -58,9 +62,25 @@ pub const END_TIME: usize = 8;
 
 /// Names of the 19 text columns (all but the two times), in column order.
 pub const TEXT_COLUMNS: [&str; 19] = [
-    "id", "developer_id", "account_id", "agent_id", "service_no", "skill_id", "call_id",
-    "op_type", "op_object", "op_cause", "media_type", "vdn_id", "cc_id", "agent_type", "phone_no",
-    "callIn_out", "location_id", "logon_sn", "skillInfo_sn",
+    "id",
+    "developer_id",
+    "account_id",
+    "agent_id",
+    "service_no",
+    "skill_id",
+    "call_id",
+    "op_type",
+    "op_object",
+    "op_cause",
+    "media_type",
+    "vdn_id",
+    "cc_id",
+    "agent_type",
+    "phone_no",
+    "callIn_out",
+    "location_id",
+    "logon_sn",
+    "skillInfo_sn",
 ];
 
 /// A validated agent operation record. Times are instants; they are shown in the developer's
@@ -94,10 +114,25 @@ impl Record {
     /// The 19 text columns, in column order (see [`TEXT_COLUMNS`]).
     pub fn texts(&self) -> [&str; 19] {
         [
-            &self.id, &self.developer_id, &self.account_id, &self.agent_id, &self.service_no,
-            &self.skill_id, &self.call_id, &self.op_type, &self.op_object, &self.op_cause,
-            &self.media_type, &self.vdn_id, &self.cc_id, &self.agent_type, &self.phone_no,
-            &self.call_in_out, &self.location_id, &self.logon_sn, &self.skill_info_sn,
+            &self.id,
+            &self.developer_id,
+            &self.account_id,
+            &self.agent_id,
+            &self.service_no,
+            &self.skill_id,
+            &self.call_id,
+            &self.op_type,
+            &self.op_object,
+            &self.op_cause,
+            &self.media_type,
+            &self.vdn_id,
+            &self.cc_id,
+            &self.agent_type,
+            &self.phone_no,
+            &self.call_in_out,
+            &self.location_id,
+            &self.logon_sn,
+            &self.skill_info_sn,
         ]
     }
 
@@ -107,25 +142,63 @@ impl Record {
         let [id, developer_id, account_id, agent_id, service_no, skill_id, call_id, op_type, op_object, op_cause, media_type, vdn_id, cc_id, agent_type, phone_no, call_in_out, location_id, logon_sn, skill_info_sn] =
             t;
         Self {
-            id, developer_id, account_id, agent_id, service_no, skill_id, call_id, begin_time,
-            end_time, op_type, op_object, op_cause, media_type, vdn_id, cc_id, agent_type,
-            phone_no, call_in_out, location_id, logon_sn, skill_info_sn,
+            id,
+            developer_id,
+            account_id,
+            agent_id,
+            service_no,
+            skill_id,
+            call_id,
+            begin_time,
+            end_time,
+            op_type,
+            op_object,
+            op_cause,
+            media_type,
+            vdn_id,
+            cc_id,
+            agent_type,
+            phone_no,
+            call_in_out,
+            location_id,
+            logon_sn,
+            skill_info_sn,
         }
     }
 
     /// Writes the record as one CSV row, times in `tz`.
-    pub fn write_csv<W: io::Write>(&self, w: &mut csv::Writer<W>, tz: &TimeZone) -> csv::Result<()> {
+    pub fn write_csv<W: io::Write>(
+        &self,
+        w: &mut csv::Writer<W>,
+        tz: &TimeZone,
+    ) -> csv::Result<()> {
         let mut begin = [0u8; 19];
         let mut end = [0u8; 19];
         write_local(to_local(self.begin_time, tz), &mut begin);
         write_local(to_local(self.end_time, tz), &mut end);
         let t = self.texts();
         let row: [&[u8]; 21] = [
-            t[0].as_bytes(), t[1].as_bytes(), t[2].as_bytes(), t[3].as_bytes(), t[4].as_bytes(),
-            t[5].as_bytes(), t[6].as_bytes(), &begin, &end, t[7].as_bytes(), t[8].as_bytes(),
-            t[9].as_bytes(), t[10].as_bytes(), t[11].as_bytes(), t[12].as_bytes(),
-            t[13].as_bytes(), t[14].as_bytes(), t[15].as_bytes(), t[16].as_bytes(),
-            t[17].as_bytes(), t[18].as_bytes(),
+            t[0].as_bytes(),
+            t[1].as_bytes(),
+            t[2].as_bytes(),
+            t[3].as_bytes(),
+            t[4].as_bytes(),
+            t[5].as_bytes(),
+            t[6].as_bytes(),
+            &begin,
+            &end,
+            t[7].as_bytes(),
+            t[8].as_bytes(),
+            t[9].as_bytes(),
+            t[10].as_bytes(),
+            t[11].as_bytes(),
+            t[12].as_bytes(),
+            t[13].as_bytes(),
+            t[14].as_bytes(),
+            t[15].as_bytes(),
+            t[16].as_bytes(),
+            t[17].as_bytes(),
+            t[18].as_bytes(),
         ];
         w.write_record(row)
     }
@@ -158,7 +231,10 @@ pub fn csv_writer<W: io::Write>(w: W) -> csv::Writer<W> {
 
 /// The CSV reader for the export layout (no header row expected; see [`is_header_row`]).
 pub fn csv_reader<R: io::Read>(r: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(r)
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(r)
 }
 
 /// Whether a CSV row is the optional header row.
@@ -182,7 +258,10 @@ impl FieldError {
 
     /// A description for people, e.g. `agent_id: the value is too long (at most 32)`.
     pub fn explain(&self) -> String {
-        let max = COLUMNS.iter().find(|c| c.name == self.field).map(|c| c.max_len);
+        let max = COLUMNS
+            .iter()
+            .find(|c| c.name == self.field)
+            .map(|c| c.max_len);
         let what = match (self.code, self.field) {
             (ResultCode::Null, _) => "the value is missing".to_owned(),
             (ResultCode::Empty, _) => "the value is empty".to_owned(),
@@ -248,14 +327,20 @@ impl RawRecord {
             return Err(FieldError::new("developer_id", ResultCode::BadFormat));
         }
         let time = |i: usize| {
-            parse_time(&self.0[i], tz).ok_or(FieldError::new(COLUMNS[i].name, ResultCode::BadFormat))
+            parse_time(&self.0[i], tz)
+                .ok_or(FieldError::new(COLUMNS[i].name, ResultCode::BadFormat))
         };
         let begin = time(BEGIN_TIME)?;
         let end = time(END_TIME)?;
         if end < begin {
             return Err(FieldError::new("end_time", ResultCode::BadFormat));
         }
-        let mut texts = self.0.into_iter().enumerate().filter(|(i, _)| *i != BEGIN_TIME && *i != END_TIME).map(|(_, v)| v);
+        let mut texts = self
+            .0
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i != BEGIN_TIME && *i != END_TIME)
+            .map(|(_, v)| v);
         let texts: [String; 19] = std::array::from_fn(|_| texts.next().unwrap_or_default());
         Ok(Record::from_texts(texts, begin, end))
     }
@@ -280,8 +365,27 @@ mod tests {
     fn raw() -> RawRecord {
         let mut f: [String; 21] = Default::default();
         for (i, v) in [
-            "r1", "dev1", "acc, \"quoted\"", "1001", "", "7", "call\n1", "2024-05-01 10:00:00",
-            "2024-05-01 10:05:00", "4", "-1", "0", "5", "1", "1", "4", "Zoë 电话", "0", "1", "77", "",
+            "r1",
+            "dev1",
+            "acc, \"quoted\"",
+            "1001",
+            "",
+            "7",
+            "call\n1",
+            "2024-05-01 10:00:00",
+            "2024-05-01 10:05:00",
+            "4",
+            "-1",
+            "0",
+            "5",
+            "1",
+            "1",
+            "4",
+            "Zoë 电话",
+            "0",
+            "1",
+            "77",
+            "",
         ]
         .iter()
         .enumerate()
@@ -299,7 +403,9 @@ mod tests {
         rec.write_csv(&mut w, &tz).unwrap();
         let bytes = w.into_inner().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with("r1,dev1,\"acc, \"\"quoted\"\"\",1001,,7,\"call\n1\",2024-05-01 10:00:00,"));
+        assert!(text.starts_with(
+            "r1,dev1,\"acc, \"\"quoted\"\"\",1001,,7,\"call\n1\",2024-05-01 10:00:00,"
+        ));
         assert!(text.ends_with(",77,\n"));
         let mut r = csv_reader(bytes.as_slice());
         let row = r.records().next().unwrap().unwrap();
@@ -313,7 +419,10 @@ mod tests {
     fn json_round_trip() {
         let tz = TimeZone::UTC;
         let rec = raw().validate(&tz).unwrap();
-        let back = RawRecord::from_json(&rec.to_json(&tz)).unwrap().validate(&tz).unwrap();
+        let back = RawRecord::from_json(&rec.to_json(&tz))
+            .unwrap()
+            .validate(&tz)
+            .unwrap();
         assert_eq!(back, rec);
     }
 
@@ -326,10 +435,22 @@ mod tests {
             r.validate(&tz).unwrap_err()
         };
         assert_eq!(with(3, ""), FieldError::new("agent_id", ResultCode::Empty));
-        assert_eq!(with(3, &"9".repeat(33)), FieldError::new("agent_id", ResultCode::TooLong));
-        assert_eq!(with(7, "2024-05-01"), FieldError::new("begin_time", ResultCode::BadFormat));
-        assert_eq!(with(8, "2024-05-01 09:00:00"), FieldError::new("end_time", ResultCode::BadFormat));
-        assert_eq!(with(1, "a b"), FieldError::new("developer_id", ResultCode::BadFormat));
+        assert_eq!(
+            with(3, &"9".repeat(33)),
+            FieldError::new("agent_id", ResultCode::TooLong)
+        );
+        assert_eq!(
+            with(7, "2024-05-01"),
+            FieldError::new("begin_time", ResultCode::BadFormat)
+        );
+        assert_eq!(
+            with(8, "2024-05-01 09:00:00"),
+            FieldError::new("end_time", ResultCode::BadFormat)
+        );
+        assert_eq!(
+            with(1, "a b"),
+            FieldError::new("developer_id", ResultCode::BadFormat)
+        );
         let ok = {
             let mut r = raw();
             r.0[7] = "2024-05-01T10:00:00+02:00".into();
@@ -338,7 +459,10 @@ mod tests {
         assert_eq!(ok.begin_time.to_string(), "2024-05-01T08:00:00Z");
         let mut obj = raw().validate(&tz).unwrap().to_json(&tz);
         obj.remove("op_type");
-        assert_eq!(RawRecord::from_json(&obj).unwrap_err(), FieldError::new("op_type", ResultCode::Null));
+        assert_eq!(
+            RawRecord::from_json(&obj).unwrap_err(),
+            FieldError::new("op_type", ResultCode::Null)
+        );
         obj.insert("op_type".into(), Value::from(4));
         obj.remove("skill_id");
         let r = RawRecord::from_json(&obj).unwrap();

@@ -12,7 +12,9 @@ pub fn parse_local(s: &str) -> Option<civil::DateTime> {
         && b[10] == b' '
         && b[13] == b':'
         && b[16] == b':'
-        && digits.into_iter().all(|r| b[r].iter().all(u8::is_ascii_digit));
+        && digits
+            .into_iter()
+            .all(|r| b[r].iter().all(u8::is_ascii_digit));
     if !ok {
         return None;
     }
@@ -130,7 +132,13 @@ mod tests {
     fn local_format_round_trips() {
         let dt = parse_local("2024-03-31 02:30:00").unwrap();
         assert_eq!(format_local(dt), "2024-03-31 02:30:00");
-        for bad in ["2024-3-31 02:30:00", "2024-02-30 00:00:00", "2024-03-31T02:30:00", "2024-03-31 24:00:00", "2024-03-31 02:30:00 "] {
+        for bad in [
+            "2024-3-31 02:30:00",
+            "2024-02-30 00:00:00",
+            "2024-03-31T02:30:00",
+            "2024-03-31 24:00:00",
+            "2024-03-31 02:30:00 ",
+        ] {
             assert!(parse_local(bad).is_none(), "{bad}");
         }
     }

@@ -49,7 +49,9 @@ impl Blobs {
     pub fn open(config: &Config) -> Result<Self, BlobError> {
         let dir = config.blob_dir();
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { store: Arc::new(LocalFileSystem::new_with_prefix(&dir)?) })
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
+        })
     }
 
     fn key(name: &ZipFileName) -> ObjectPath {
@@ -75,7 +77,10 @@ impl Blobs {
             writer.write(&buf[..n]);
         }
         writer.finish().await?;
-        Ok(Stored { size, sha256: hex::encode(hasher.finalize()) })
+        Ok(Stored {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
     }
 
     /// Streams a stored file, or the byte range of it.
@@ -84,7 +89,10 @@ impl Blobs {
         name: &ZipFileName,
         range: Option<Range<u64>>,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
         let result = self.store.get_opts(&Self::key(name), options).await?;
         Ok(result.into_stream().map_err(BlobError::from).boxed())
     }
@@ -115,9 +123,15 @@ mod tests {
     #[tokio::test]
     async fn put_get_range_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         let blobs = Blobs::open(&config).unwrap();
-        let name = ZipFileName::new(jiff::civil::date(2024, 5, 1), &ResponseId::from_bytes([1; 16]));
+        let name = ZipFileName::new(
+            jiff::civil::date(2024, 5, 1),
+            &ResponseId::from_bytes([1; 16]),
+        );
         let src = dir.path().join("src.bin");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&src, &data).unwrap();
@@ -125,7 +139,13 @@ mod tests {
         assert_eq!(stored.size, data.len() as u64);
         assert_eq!(stored.sha256, hex::encode(Sha256::digest(&data)));
         assert_eq!(blobs.size(&name).await.unwrap(), Some(data.len() as u64));
-        let part: Vec<Bytes> = blobs.get(&name, Some(10..20)).await.unwrap().try_collect().await.unwrap();
+        let part: Vec<Bytes> = blobs
+            .get(&name, Some(10..20))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(part.concat(), data[10..20]);
         blobs.delete(&name).await.unwrap();
         blobs.delete(&name).await.unwrap();

@@ -36,8 +36,10 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, ClientError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("ccfs/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &config.callback_ca_cert {
-        let pem = std::fs::read(path).map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+        let pem =
+            std::fs::read(path).map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
         builder = builder.add_root_certificate(cert);
     }
     if config.callback_insecure {
@@ -65,7 +67,11 @@ pub fn backoff(config: &Config, failures: u32) -> SignedDuration {
 }
 
 /// Runs the loop until `shutdown`.
-pub fn spawn(state: Arc<AppState>, client: reqwest::Client, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    state: Arc<AppState>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let delivered = match round(&state, &client).await {
@@ -79,7 +85,11 @@ pub fn spawn(state: Arc<AppState>, client: reqwest::Client, shutdown: Cancellati
                 continue;
             }
             let wait = match state.store.next_callback_at().await {
-                Ok(Some(at)) => Timestamp::now().duration_until(at).try_into().unwrap_or(Duration::ZERO).min(IDLE),
+                Ok(Some(at)) => Timestamp::now()
+                    .duration_until(at)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO)
+                    .min(IDLE),
                 _ => IDLE,
             };
             tokio::select! {
@@ -92,10 +102,14 @@ pub fn spawn(state: Arc<AppState>, client: reqwest::Client, shutdown: Cancellati
 }
 
 /// Claims the due callbacks and attempts each; returns how many were claimed.
-async fn round(state: &AppState, client: &reqwest::Client) -> Result<usize, crate::store::StoreError> {
+async fn round(
+    state: &AppState,
+    client: &reqwest::Client,
+) -> Result<usize, crate::store::StoreError> {
     let now = Timestamp::now();
     // Held long enough for one attempt to finish; a node that dies meanwhile only delays it.
-    let claim_until = now + SignedDuration::from_secs(state.config.callback_timeout_secs as i64 * 3 + 30);
+    let claim_until =
+        now + SignedDuration::from_secs(state.config.callback_timeout_secs as i64 * 3 + 30);
     let due = state.store.claim_callbacks(now, claim_until, BATCH).await?;
     let n = due.len();
     futures::stream::iter(due)
@@ -154,13 +168,22 @@ async fn deliver(state: &AppState, client: &reqwest::Client, cb: &Callback) -> R
     let body = cb.body.as_bytes();
     let length = body.len().to_string();
     let content_type = ccfs_protocol::JSON_CONTENT_TYPE;
-    let parts = RequestParts { method: "POST", path: url.path(), query: url.query(), body };
+    let parts = RequestParts {
+        method: "POST",
+        path: url.path(),
+        query: url.query(),
+        body,
+    };
     let authorization = sign(
         dev.app_id.as_str(),
         &secret,
         &format_timestamp(Timestamp::now(), true),
         &parts,
-        &[("content-length", &length), ("content-type", content_type), ("host", &host)],
+        &[
+            ("content-length", &length),
+            ("content-type", content_type),
+            ("host", &host),
+        ],
     );
     let response = client
         .post(url)
@@ -194,7 +217,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_caps_and_jitters() {
-        let c = Config { callback_initial_backoff_secs: 10, callback_max_backoff_secs: 600, ..Config::default() };
+        let c = Config {
+            callback_initial_backoff_secs: 10,
+            callback_max_backoff_secs: 600,
+            ..Config::default()
+        };
         for _ in 0..100 {
             let first = backoff(&c, 1).as_secs_f64();
             assert!((5.0..=10.0).contains(&first), "{first}");

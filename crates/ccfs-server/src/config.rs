@@ -114,7 +114,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -161,11 +164,16 @@ impl Config {
     }
 
     /// As [`Config::load`], with the environment given as a lookup function.
-    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 text.parse::<toml::Table>()
                     .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
             }
@@ -182,7 +190,9 @@ impl Config {
                         .parse::<toml::Table>()
                         .ok()
                         .and_then(|mut t| t.remove("v"))
-                        .ok_or_else(|| ConfigError::Invalid(format!("{var}: '{raw}' is not a valid value")))
+                        .ok_or_else(|| {
+                            ConfigError::Invalid(format!("{var}: '{raw}' is not a valid value"))
+                        })
                 })?
             };
             table.insert((*key).to_owned(), value);
@@ -197,7 +207,10 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if jiff::tz::TimeZone::get(&self.default_timezone).is_err() {
-            return bad(format!("default_timezone: unknown time zone '{}'", self.default_timezone));
+            return bad(format!(
+                "default_timezone: unknown time zone '{}'",
+                self.default_timezone
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key must be given together".into());
@@ -209,7 +222,9 @@ impl Config {
             return bad("compression_level must be 0-9".into());
         }
         if self.max_span_secs == 0 || self.job_lease_secs == 0 || self.callback_timeout_secs == 0 {
-            return bad("max_span_secs, job_lease_secs and callback_timeout_secs must be positive".into());
+            return bad(
+                "max_span_secs, job_lease_secs and callback_timeout_secs must be positive".into(),
+            );
         }
         if let Some(k) = &self.master_key {
             if k.len() != 64 || hex::decode(k).is_err() {
@@ -233,7 +248,9 @@ impl Config {
     }
 
     pub fn master_key_path(&self) -> PathBuf {
-        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// Scratch space for exports being written.
@@ -270,7 +287,11 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ccfs.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_active_jobs = 3\nplain_http = true\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nmax_active_jobs = 3\nplain_http = true\n",
+        )
+        .unwrap();
         let env = |k: &str| match k {
             "CCFS_MAX_ACTIVE_JOBS" => Some("5".to_owned()),
             "CCFS_DATA_DIR" => Some("/tmp/x y".to_owned()),
@@ -286,13 +307,20 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_key() {
-        let e = Config::load_with(None, |k| (k == "CCFS_MAX_DOWNLOADS").then(|| "many".into())).unwrap_err();
+        let e = Config::load_with(None, |k| (k == "CCFS_MAX_DOWNLOADS").then(|| "many".into()))
+            .unwrap_err();
         assert!(e.to_string().contains("CCFS_MAX_DOWNLOADS"), "{e}");
-        let e = Config::load_with(None, |k| (k == "CCFS_DEFAULT_TIMEZONE").then(|| "Mars/Base".into())).unwrap_err();
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_DEFAULT_TIMEZONE").then(|| "Mars/Base".into())
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("Mars/Base"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
-        assert!(Config::load_with(Some(&file), |_| None).unwrap_err().to_string().contains("lisen"));
+        assert!(Config::load_with(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("lisen"));
     }
 }

@@ -29,7 +29,10 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, zones: HashMap::new() }
+        Self {
+            store,
+            zones: HashMap::new(),
+        }
     }
 
     async fn zone(&mut self, developer_id: &str) -> Result<Option<TimeZone>, StoreError> {

@@ -18,11 +18,23 @@ pub async fn sweep(state: &AppState) -> Result<u64, String> {
     let now = Timestamp::now();
     let mut deleted = 0;
     loop {
-        let jobs = state.store.expired_jobs(now, BATCH).await.map_err(|e| e.to_string())?;
+        let jobs = state
+            .store
+            .expired_jobs(now, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
         let n = jobs.len();
         for job in jobs {
-            state.blobs.delete(&job.job.file_name).await.map_err(|e| e.to_string())?;
-            state.store.mark_expired(&job.job.response_id).await.map_err(|e| e.to_string())?;
+            state
+                .blobs
+                .delete(&job.job.file_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            state
+                .store
+                .mark_expired(&job.job.response_id)
+                .await
+                .map_err(|e| e.to_string())?;
             tracing::info!(response_id = %job.job.response_id, file = %job.job.file_name, "export expired and deleted");
             deleted += 1;
         }

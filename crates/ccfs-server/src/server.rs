@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::Blobs;
 use crate::config::Config;
-use crate::store::Store;
 use crate::state::{AppState, DownloadSlots};
+use crate::store::Store;
 use crate::tenants::Tenants;
 use crate::tls::TlsSetup;
 
@@ -56,10 +56,14 @@ impl Core {
         let blobs = Blobs::open(&config)?;
         let key = Arc::new(crate::tenants::MasterKey::load(&config)?);
         let tenants = Tenants::new(store.clone(), key, &config);
-        Ok(Self { config: Arc::new(config), store, blobs, tenants })
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            blobs,
+            tenants,
+        })
     }
 }
-
 
 /// Requests in flight get this long to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
@@ -80,7 +84,11 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 fn node_id() -> String {
-    format!("{}-{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    )
 }
 
 /// A server that is listening and running its background loops.
@@ -99,8 +107,13 @@ pub struct RunningServer {
 impl RunningServer {
     /// Opens everything and starts serving.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
-        let tls = if config.plain_http { None } else { Some(crate::tls::setup(&config)?) };
-        let callback_client = crate::callback::http_client(&config).map_err(|e| ServerError::Tls(e.to_string()))?;
+        let tls = if config.plain_http {
+            None
+        } else {
+            Some(crate::tls::setup(&config)?)
+        };
+        let callback_client =
+            crate::callback::http_client(&config).map_err(|e| ServerError::Tls(e.to_string()))?;
         let core = Core::open(config).await?;
         let state = Arc::new(AppState {
             config: core.config.clone(),
@@ -121,7 +134,8 @@ impl RunningServer {
         let app = crate::http::router(state.clone()).into_make_service();
         let listener = match &tls {
             Some(t) => {
-                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(t.server_config.clone());
+                let rustls =
+                    axum_server::tls_rustls::RustlsConfig::from_config(t.server_config.clone());
                 let server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
                 tokio::spawn(async move { server.serve(app).await })
             }
@@ -133,10 +147,22 @@ impl RunningServer {
 
         let shutdown = CancellationToken::new();
         let mut loops = crate::export::spawn_workers(state.clone(), shutdown.clone());
-        loops.push(crate::callback::spawn(state.clone(), callback_client, shutdown.clone()));
+        loops.push(crate::callback::spawn(
+            state.clone(),
+            callback_client,
+            shutdown.clone(),
+        ));
         loops.push(crate::retention::spawn(state.clone(), shutdown.clone()));
         tracing::info!(addr = %local_addr, node = %state.node_id, "ccfs serving");
-        Ok(Self { local_addr, tls, state, handle, shutdown, listener, loops })
+        Ok(Self {
+            local_addr,
+            tls,
+            state,
+            handle,
+            shutdown,
+            listener,
+            loops,
+        })
     }
 
     /// The base URL clients use, e.g. `https://127.0.0.1:28443`.
@@ -192,14 +218,25 @@ pub async fn shutdown_signal() {
 /// serves until SIGTERM or Ctrl-C, then stops cleanly.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let running = RunningServer::start(config).await?;
-    println!("ccfs {} listening on {}", env!("CARGO_PKG_VERSION"), running.base_url());
+    println!(
+        "ccfs {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        running.base_url()
+    );
     if let Some(tls) = &running.tls {
         let kind = if tls.self_signed { "self-signed " } else { "" };
-        println!("TLS {kind}certificate: {} (SHA-256 {})", tls.cert_path.display(), tls.fingerprint);
+        println!(
+            "TLS {kind}certificate: {} (SHA-256 {})",
+            tls.cert_path.display(),
+            tls.fingerprint
+        );
     } else {
         println!("plain HTTP: put a TLS-terminating balancer in front of this server");
     }
-    println!("data directory: {}", running.state.config.data_dir.display());
+    println!(
+        "data directory: {}",
+        running.state.config.data_dir.display()
+    );
     shutdown_signal().await;
     println!("shutting down");
     running.shutdown().await;

@@ -50,7 +50,10 @@ impl DownloadSlots {
             return None;
         }
         *n += 1;
-        Some(DownloadSlot { in_use: self.in_use.clone(), developer: developer.to_owned() })
+        Some(DownloadSlot {
+            in_use: self.in_use.clone(),
+            developer: developer.to_owned(),
+        })
     }
 }
 

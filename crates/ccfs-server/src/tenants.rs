@@ -45,7 +45,9 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         // A 32-byte key is always the right length for AES-256-GCM.
-        Self(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte key")))
+        Self(LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte key"),
+        ))
     }
 
     fn from_hex(text: &str) -> Result<Self, TenantError> {
@@ -91,7 +93,11 @@ impl MasterKey {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let mut data = secret.as_bytes().to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(app_id.as_bytes()), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(app_id.as_bytes()),
+                &mut data,
+            )
             .expect("sealing a short secret cannot fail");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + data.len());
         out.push(SEALED_VERSION);
@@ -147,7 +153,12 @@ pub struct Tenants {
 
 impl Tenants {
     pub fn new(store: Arc<dyn Store>, key: Arc<MasterKey>, config: &Config) -> Self {
-        Self { store, key, default_timezone: config.default_timezone.clone(), grace: config.secret_grace() }
+        Self {
+            store,
+            key,
+            default_timezone: config.default_timezone.clone(),
+            grace: config.secret_grace(),
+        }
     }
 
     /// Creates a developer; returns it and its secret key, which is shown this once.
@@ -156,20 +167,35 @@ impl Tenants {
         if name.is_empty() {
             return Err(TenantError::Invalid("the name must not be empty".into()));
         }
-        let timezone = new.timezone.unwrap_or_else(|| self.default_timezone.clone());
+        let timezone = new
+            .timezone
+            .unwrap_or_else(|| self.default_timezone.clone());
         if jiff::tz::TimeZone::get(&timezone).is_err() {
-            return Err(TenantError::Invalid(format!("unknown time zone '{timezone}'")));
+            return Err(TenantError::Invalid(format!(
+                "unknown time zone '{timezone}'"
+            )));
         }
         let mut accounts = new.accounts;
-        if let Some(bad) = accounts.iter().find(|a| a.is_empty() || a.chars().count() > 20) {
-            return Err(TenantError::Invalid(format!("account id '{bad}' must be 1-20 characters")));
+        if let Some(bad) = accounts
+            .iter()
+            .find(|a| a.is_empty() || a.chars().count() > 20)
+        {
+            return Err(TenantError::Invalid(format!(
+                "account id '{bad}' must be 1-20 characters"
+            )));
         }
         accounts.sort();
         accounts.dedup();
-        let mut roles = if new.roles.is_empty() { vec![Role::Export] } else { new.roles };
+        let mut roles = if new.roles.is_empty() {
+            vec![Role::Export]
+        } else {
+            new.roles
+        };
         roles.sort();
         roles.dedup();
-        let app_id = new.app_id.unwrap_or_else(|| AppId::from_bytes(rand::random()));
+        let app_id = new
+            .app_id
+            .unwrap_or_else(|| AppId::from_bytes(rand::random()));
         let secret = new_secret();
         let dev = Developer {
             secret_enc: self.key.seal(app_id.as_str(), &secret),
@@ -189,7 +215,10 @@ impl Tenants {
     }
 
     pub async fn get(&self, app_id: &str) -> Result<Developer, TenantError> {
-        self.store.developer(app_id).await?.ok_or_else(|| TenantError::NotFound(app_id.to_owned()))
+        self.store
+            .developer(app_id)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(app_id.to_owned()))
     }
 
     pub async fn list(&self) -> Result<Vec<Developer>, TenantError> {
@@ -200,7 +229,10 @@ impl Tenants {
     pub async fn rotate_secret(&self, app_id: &str) -> Result<(Developer, String), TenantError> {
         let mut dev = self.get(app_id).await?;
         let secret = new_secret();
-        dev.old_secret_enc = Some(std::mem::replace(&mut dev.secret_enc, self.key.seal(app_id, &secret)));
+        dev.old_secret_enc = Some(std::mem::replace(
+            &mut dev.secret_enc,
+            self.key.seal(app_id, &secret),
+        ));
         dev.old_secret_until = Some(Timestamp::now() + self.grace);
         self.store.update_developer(&dev).await?;
         Ok((dev, secret))
@@ -238,7 +270,9 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
         assert_eq!(key.open("app1", &sealed).unwrap(), "s3cret");
         assert!(key.open("app2", &sealed).is_err());
-        assert!(MasterKey::from_bytes(&[8; 32]).open("app1", &sealed).is_err());
+        assert!(MasterKey::from_bytes(&[8; 32])
+            .open("app1", &sealed)
+            .is_err());
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
@@ -248,7 +282,10 @@ mod tests {
     #[test]
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         let a = MasterKey::load(&config).unwrap();
         let sealed = a.seal("x", "y");
         let b = MasterKey::load(&config).unwrap();
@@ -256,7 +293,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(config.master_key_path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(config.master_key_path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

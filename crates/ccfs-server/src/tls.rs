@@ -28,13 +28,21 @@ fn tls_err(path: &Path, e: impl std::fmt::Display) -> ServerError {
 
 /// SHA-256 fingerprint of a DER certificate, as `AB:CD:…`.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Makes a self-signed certificate for `localhost` and the loopback addresses (plus the listen
 /// address when it is a specific one) and writes it, with its key (mode 0600), into `dir`.
 fn create_self_signed(dir: &Path, config: &Config) -> Result<(), ServerError> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let ip = config.listen.ip();
     if !ip.is_unspecified() && !ip.is_loopback() {
         names.push(ip.to_string());
@@ -46,7 +54,10 @@ fn create_self_signed(dir: &Path, config: &Config) -> Result<(), ServerError> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(&key_path)?, certified.key_pair.serialize_pem().as_bytes())?;
+    std::io::Write::write_all(
+        &mut options.open(&key_path)?,
+        certified.key_pair.serialize_pem().as_bytes(),
+    )?;
     std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;
     Ok(())
 }
@@ -67,17 +78,26 @@ pub fn setup(config: &Config) -> Result<TlsSetup, ServerError> {
         .map_err(|e| tls_err(&cert_path, e))?
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err(&cert_path, e))?;
-    let leaf = certs.first().ok_or_else(|| tls_err(&cert_path, "no certificate in the file"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| tls_err(&cert_path, "no certificate in the file"))?;
     let fingerprint = fingerprint(leaf.as_ref());
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| tls_err(&key_path, e))?;
-    let mut server_config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(&cert_path, e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| tls_err(&cert_path, e))?;
+    let mut server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_err(&cert_path, e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| tls_err(&cert_path, e))?;
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsSetup { server_config: Arc::new(server_config), cert_path, self_signed, fingerprint })
+    Ok(TlsSetup {
+        server_config: Arc::new(server_config),
+        cert_path,
+        self_signed,
+        fingerprint,
+    })
 }
 
 #[cfg(test)]
@@ -87,17 +107,31 @@ mod tests {
     #[test]
     fn self_signed_is_made_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         let a = setup(&config).unwrap();
         assert!(a.self_signed);
         assert_eq!(a.fingerprint.len(), 32 * 3 - 1);
         let b = setup(&config).unwrap();
         assert_eq!(a.fingerprint, b.fingerprint);
-        let own = Config { tls_cert: Some(a.cert_path.clone()), tls_key: Some(dir.path().join("tls/key.pem")), ..config };
+        let own = Config {
+            tls_cert: Some(a.cert_path.clone()),
+            tls_key: Some(dir.path().join("tls/key.pem")),
+            ..config
+        };
         let c = setup(&own).unwrap();
         assert!(!c.self_signed);
         assert_eq!(c.fingerprint, a.fingerprint);
-        let missing = Config { tls_cert: Some(dir.path().join("nope.pem")), tls_key: Some(dir.path().join("nope.key")), ..Config::default() };
-        assert!(setup(&missing).unwrap_err().to_string().contains("nope.pem"));
+        let missing = Config {
+            tls_cert: Some(dir.path().join("nope.pem")),
+            tls_key: Some(dir.path().join("nope.key")),
+            ..Config::default()
+        };
+        assert!(setup(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.pem"));
     }
 }

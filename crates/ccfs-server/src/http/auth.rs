@@ -41,7 +41,10 @@ impl Signed {
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl FromRequest<Arc<AppState>> for Signed {
@@ -58,7 +61,11 @@ impl FromRequest<Arc<AppState>> for Signed {
         let auth = AuthHeader::parse(value.to_str().map_err(|_| AuthError::Malformed)?)?;
         let now = Timestamp::now();
         check_clock(auth.time(), now, state.config.auth_window())?;
-        let developer = state.store.developer(&auth.ak).await?.ok_or(AuthError::UnknownKey)?;
+        let developer = state
+            .store
+            .developer(&auth.ak)
+            .await?
+            .ok_or(AuthError::UnknownKey)?;
         if !developer.enabled {
             return Err(AuthError::DisabledKey.into());
         }
@@ -71,7 +78,9 @@ impl FromRequest<Arc<AppState>> for Signed {
         let forwarded = state.config.trust_forwarded_host;
         let lookup = |name: &str| {
             if name == "host" {
-                let fwd = forwarded.then(|| header_str(&headers, "x-forwarded-host")).flatten();
+                let fwd = forwarded
+                    .then(|| header_str(&headers, "x-forwarded-host"))
+                    .flatten();
                 // HTTP/2 carries the host in the URI authority, not a Host header.
                 fwd.or_else(|| header_str(&headers, "host"))
                     .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
@@ -88,11 +97,19 @@ impl FromRequest<Arc<AppState>> for Signed {
         }
         outcome?;
         if state.config.replay_protection
-            && !state.store.remember_signature(&auth.signature, auth.time() + state.config.auth_window()).await?
+            && !state
+                .store
+                .remember_signature(&auth.signature, auth.time() + state.config.auth_window())
+                .await?
         {
             return Err(AuthError::Replay.into());
         }
         let content_type = header_str(&headers, "content-type");
-        Ok(Signed { developer, body, content_type, headers })
+        Ok(Signed {
+            developer,
+            body,
+            content_type,
+            headers,
+        })
     }
 }

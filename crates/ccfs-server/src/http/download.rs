@@ -34,11 +34,15 @@ enum RangeAsk {
 /// Reads a single `bytes=` range; anything else (several ranges, other units, garbage) is
 /// ignored, as HTTP allows, and the whole file is sent.
 fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else { return RangeAsk::Whole };
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeAsk::Whole;
+    };
     if spec.contains(',') {
         return RangeAsk::Whole;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Whole };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = match (a.parse::<u64>(), b.parse::<u64>()) {
         (Ok(start), Ok(end)) if start <= end => start..end.saturating_add(1).min(size),
@@ -54,9 +58,17 @@ fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
     }
 }
 
-pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Response, HttpError> {
     let result = download(&state, &signed).await;
-    count(INTERFACE, result.as_ref().map_or_else(HttpError::result_code, |_| ResultCode::Success));
+    count(
+        INTERFACE,
+        result
+            .as_ref()
+            .map_or_else(HttpError::result_code, |_| ResultCode::Success),
+    );
     result
 }
 
@@ -82,17 +94,29 @@ async fn download(state: &AppState, signed: &Signed) -> Result<Response, HttpErr
         .headers
         .get(header::IF_RANGE)
         .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == etag));
-    let range_header = signed.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok);
+    let range_header = signed
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_ok);
     let (status, range) = match parse_range(range_header, size) {
         RangeAsk::Whole => (StatusCode::OK, 0..size),
         RangeAsk::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
         RangeAsk::Unsatisfiable => {
             let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            insert(response.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{size}"));
+            insert(
+                response.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
             return Ok(response);
         }
     };
-    let stream = match state.blobs.get(&name, (size > 0).then(|| range.clone())).await {
+    let stream = match state
+        .blobs
+        .get(&name, (size > 0).then(|| range.clone()))
+        .await
+    {
         Ok(s) => s,
         Err(BlobError::Store(object_store::Error::NotFound { .. })) => {
             tracing::warn!(file = %name, "a finished export's file is missing from the file store");
@@ -110,13 +134,25 @@ async fn download(state: &AppState, signed: &Signed) -> Result<Response, HttpErr
     *response.status_mut() = status;
     let h = response.headers_mut();
     insert(h, header::CONTENT_TYPE, DOWNLOAD_CONTENT_TYPE);
-    insert(h, header::CONTENT_LENGTH, &(range.end - range.start).to_string());
-    insert(h, header::CONTENT_DISPOSITION, &format!("attachment; filename=\"{name}\""));
+    insert(
+        h,
+        header::CONTENT_LENGTH,
+        &(range.end - range.start).to_string(),
+    );
+    insert(
+        h,
+        header::CONTENT_DISPOSITION,
+        &format!("attachment; filename=\"{name}\""),
+    );
     insert(h, header::ETAG, &etag);
     insert(h, header::ACCEPT_RANGES, "bytes");
     insert(h, "x-checksum-sha256", &outcome.sha256);
     if status == StatusCode::PARTIAL_CONTENT {
-        insert(h, header::CONTENT_RANGE, &format!("bytes {}-{}/{size}", range.start, range.end - 1));
+        insert(
+            h,
+            header::CONTENT_RANGE,
+            &format!("bytes {}-{}/{size}", range.start, range.end - 1),
+        );
     }
     Ok(response)
 }

@@ -72,15 +72,25 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, err) = match self {
             HttpError::Auth(e) => {
-                metrics::counter!("ccfs_auth_failures_total", "reason" => format!("{e:?}")).increment(1);
-                (StatusCode::UNAUTHORIZED, ApiError::new(ResultCode::AuthFailed, &e.to_string()))
+                metrics::counter!("ccfs_auth_failures_total", "reason" => format!("{e:?}"))
+                    .increment(1);
+                (
+                    StatusCode::UNAUTHORIZED,
+                    ApiError::new(ResultCode::AuthFailed, &e.to_string()),
+                )
             }
-            HttpError::Forbidden(reason) => (StatusCode::FORBIDDEN, ApiError::new(ResultCode::AuthFailed, reason)),
+            HttpError::Forbidden(reason) => (
+                StatusCode::FORBIDDEN,
+                ApiError::new(ResultCode::AuthFailed, reason),
+            ),
             HttpError::Api(e) => (StatusCode::OK, e),
             HttpError::Internal(detail) => {
                 let id = hex::encode(rand::random::<[u8; 8]>());
                 tracing::error!(request_id = %id, "{detail}");
-                (StatusCode::INTERNAL_SERVER_ERROR, ApiError::new(ResultCode::Internal, &id))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ApiError::new(ResultCode::Internal, &id),
+                )
             }
         };
         envelope(status, ResponseEnvelope::error(&err))

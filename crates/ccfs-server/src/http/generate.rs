@@ -20,13 +20,24 @@ const INTERFACE: &str = "generate";
 
 /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
 fn idempotency_key(signed: &Signed) -> Result<Option<String>, HttpError> {
-    let Some(v) = signed.headers.get("idempotency-key") else { return Ok(None) };
-    let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_owned())).ok_or_else(|| ApiError::new(ResultCode::BadFormat, "Idempotency-Key").into())
+    let Some(v) = signed.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned()))
+        .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "Idempotency-Key").into())
 }
 
-pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
-    let result = accept(&state, &signed).await.map(|id| GenerateData { response_id: id.to_string() });
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Response, HttpError> {
+    let result = accept(&state, &signed).await.map(|id| GenerateData {
+        response_id: id.to_string(),
+    });
     respond(INTERFACE, result)
 }
 
@@ -40,12 +51,14 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
             return Err(ResultCode::AccountNotOwned.into());
         }
     }
-    let tz = TimeZone::get(&dev.timezone).map_err(|e| HttpError::Internal(format!("developer time zone: {e}")))?;
+    let tz = TimeZone::get(&dev.timezone)
+        .map_err(|e| HttpError::Internal(format!("developer time zone: {e}")))?;
     let (begin, end) = req
         .window
         .to_instants(&tz)
         .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "beginTime"))?;
-    let idempotency = idempotency_key(signed)?.map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
+    let idempotency =
+        idempotency_key(signed)?.map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
     let now = Timestamp::now();
     let response_id = ResponseId::from_bytes(rand::random());
     let developer_id: AppId = dev.app_id.clone();
@@ -66,7 +79,11 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
         created_at: now,
         idempotency,
     };
-    match state.store.create_job(&job, state.config.max_active_jobs).await? {
+    match state
+        .store
+        .create_job(&job, state.config.max_active_jobs)
+        .await?
+    {
         CreateJob::Created => {
             tracing::info!(response_id = %response_id, developer = %job.developer_id, "export job queued");
             state.wake_exports.notify_one();

@@ -18,7 +18,10 @@ use crate::store::Role;
 
 const INTERFACE: &str = "import";
 
-pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Response, HttpError> {
     respond(INTERFACE, import(&state, &signed).await)
 }
 
@@ -32,7 +35,8 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
             Ok(r) => records.push(r),
             Err(IngestError::Field(e)) => return Err(record_error(i, &e).into()),
             Err(IngestError::UnknownDeveloper(_)) => {
-                let mut e = ApiError::new(ResultCode::BadFormat, &format!("records[{i}].developer_id"));
+                let mut e =
+                    ApiError::new(ResultCode::BadFormat, &format!("records[{i}].developer_id"));
                 e.desc.push_str(" No such developer.");
                 return Err(e.into());
             }
@@ -41,5 +45,8 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
     }
     let inserted = ingest.insert(&records).await?;
     metrics::counter!("ccfs_imported_records_total").increment(inserted);
-    Ok(ImportData { inserted, already_present: records.len() as u64 - inserted })
+    Ok(ImportData {
+        inserted,
+        already_present: records.len() as u64 - inserted,
+    })
 }

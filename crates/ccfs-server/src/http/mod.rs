@@ -60,7 +60,12 @@ pub fn respond<T: serde::Serialize>(
     interface: &'static str,
     result: Result<T, HttpError>,
 ) -> Result<axum::response::Response, HttpError> {
-    count(interface, result.as_ref().map_or_else(HttpError::result_code, |_| ccfs_protocol::ResultCode::Success));
+    count(
+        interface,
+        result.as_ref().map_or_else(HttpError::result_code, |_| {
+            ccfs_protocol::ResultCode::Success
+        }),
+    );
     let data = serde_json::to_value(result?).map_err(|e| HttpError::Internal(e.to_string()))?;
     Ok(error::envelope(
         axum::http::StatusCode::OK,

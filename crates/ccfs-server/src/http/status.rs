@@ -17,7 +17,10 @@ use crate::store::{Job, JobState, Role};
 
 const INTERFACE: &str = "status";
 
-pub async fn handle(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, HttpError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Response, HttpError> {
     respond(INTERFACE, status(&state, &signed).await)
 }
 
@@ -26,7 +29,9 @@ async fn status(state: &AppState, signed: &Signed) -> Result<StatusData, HttpErr
     let id = parse_status(&open_body(signed)?)?;
     match state.store.job(&id).await? {
         // Another developer's job is indistinguishable from a missing one.
-        Some(job) if job.job.developer_id == signed.developer.app_id => Ok(describe(&job, Timestamp::now())),
+        Some(job) if job.job.developer_id == signed.developer.app_id => {
+            Ok(describe(&job, Timestamp::now()))
+        }
         _ => Err(ResultCode::FileNotFound.into()),
     }
 }
@@ -38,7 +43,13 @@ pub fn describe(job: &Job, now: Timestamp) -> StatusData {
         || (job.state == JobState::Succeeded && outcome.is_some_and(|o| o.expires_at <= now));
     StatusData {
         response_id: job.job.response_id.to_string(),
-        state: if expired { JobState::Expired } else { job.state }.as_str().to_owned(),
+        state: if expired {
+            JobState::Expired
+        } else {
+            job.state
+        }
+        .as_str()
+        .to_owned(),
         agent_opr_info_file_name: job.job.file_name.to_string(),
         attempts: job.attempts,
         record_count: outcome.map(|o| o.record_count),

@@ -117,9 +117,15 @@ impl JobState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Expired]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 
@@ -178,7 +184,9 @@ impl CallbackState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Failed].into_iter().find(|st| st.as_str() == s)
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }
 
@@ -216,8 +224,13 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     Delivered,
-    Retry { next_attempt_at: Timestamp, error: String },
-    GaveUp { error: String },
+    Retry {
+        next_attempt_at: Timestamp,
+        error: String,
+    },
+    GaveUp {
+        error: String,
+    },
 }
 
 #[async_trait]
@@ -248,14 +261,36 @@ pub trait Store: Send + Sync + 'static {
     async fn job(&self, id: &ResponseId) -> StoreResult<Option<Job>>;
     /// Takes the oldest queued job, or a running one whose lease has run out, marks it running
     /// with a lease for `owner` until `lease_until`, and counts the attempt.
-    async fn claim_job(&self, owner: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>>;
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Job>>;
     /// Extends the lease; false when `owner` no longer holds the job.
-    async fn renew_lease(&self, id: &ResponseId, owner: &str, lease_until: Timestamp) -> StoreResult<bool>;
+    async fn renew_lease(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool>;
     /// Marks the job succeeded and enqueues its callback, atomically; false when `owner` no
     /// longer holds the job (another node took it over).
-    async fn finish_job(&self, id: &ResponseId, owner: &str, outcome: &JobOutcome, callback: &Callback) -> StoreResult<bool>;
+    async fn finish_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        outcome: &JobOutcome,
+        callback: &Callback,
+    ) -> StoreResult<bool>;
     /// Marks the job failed with a reason; no callback.
-    async fn fail_job(&self, id: &ResponseId, owner: &str, error: &str, now: Timestamp) -> StoreResult<()>;
+    async fn fail_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Gives the job back to the queue (shutdown, or a retryable error).
     async fn release_job(&self, id: &ResponseId, owner: &str) -> StoreResult<()>;
     /// Succeeded jobs whose `expires_at <= now`, oldest first, at most `limit`.
@@ -266,14 +301,20 @@ pub trait Store: Send + Sync + 'static {
     // ---- callbacks ----
     /// Claims up to `limit` pending callbacks due at `now`: each is returned once, and not again
     /// before `claim_until` unless an attempt is recorded.
-    async fn claim_callbacks(&self, now: Timestamp, claim_until: Timestamp, limit: u32) -> StoreResult<Vec<Callback>>;
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Callback>>;
     async fn record_attempt(&self, id: &ResponseId, attempt: &Attempt) -> StoreResult<()>;
     /// The earliest `next_attempt_at` of a pending callback, to know how long to sleep.
     async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>>;
 
     // ---- replay cache and housekeeping ----
     /// Remembers an accepted signature until `expires_at`; false when it was already there.
-    async fn remember_signature(&self, signature: &str, expires_at: Timestamp) -> StoreResult<bool>;
+    async fn remember_signature(&self, signature: &str, expires_at: Timestamp)
+        -> StoreResult<bool>;
     /// Deletes replay entries and idempotency keys that have expired.
     async fn purge(&self, now: Timestamp) -> StoreResult<()>;
 }
