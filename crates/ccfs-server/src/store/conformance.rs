@@ -1047,3 +1047,36 @@ pub async fn concurrency(store: Arc<dyn Store>) {
     }
     assert_eq!(inserted, 500);
 }
+
+/// Generates one `#[tokio::test]` per check above, each on a fresh store made by `$fresh`: an
+/// `async fn() -> (Guard, Arc<dyn Store>)` whose guard keeps the database alive for the test.
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::store::conformance::conformance_tests!(@each $fresh;
+            store_developers => developers,
+            store_records_insert => records_insert,
+            store_records_stream => records_stream,
+            store_jobs_create => jobs_create,
+            store_jobs_lifecycle => jobs_lifecycle,
+            store_callbacks => callbacks,
+            store_expiry => expiry,
+            store_replay_and_purge => replay_and_purge,
+        );
+        // Several worker threads, so that concurrent claims really race.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn store_concurrency() {
+            let (_guard, store) = $fresh().await;
+            $crate::store::conformance::concurrency(store).await;
+        }
+    };
+    (@each $fresh:path; $($test:ident => $check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let (_guard, store) = $fresh().await;
+                $crate::store::conformance::$check(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;

@@ -1104,59 +1104,7 @@ mod tests {
         (dir, Arc::new(store))
     }
 
-    #[tokio::test]
-    async fn store_developers() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::developers(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_records_insert() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::records_insert(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_records_stream() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::records_stream(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_jobs_create() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::jobs_create(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_jobs_lifecycle() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::jobs_lifecycle(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_callbacks() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::callbacks(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_expiry() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::expiry(store).await;
-    }
-
-    #[tokio::test]
-    async fn store_replay_and_purge() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::replay_and_purge(store).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn store_concurrency() {
-        let (_dir, store) = fresh_dyn().await;
-        conformance::concurrency(store).await;
-    }
+    crate::store::conformance::conformance_tests!(fresh_dyn);
 
     /// Two stores on one file stand for two processes (a server and `ccfs import`): their
     /// writers meet on SQLite's lock, where `BEGIN IMMEDIATE` and the busy timeout make them
