@@ -40,6 +40,9 @@ pub enum Command {
     Serve(ServeArgs),
     App(AppArgs),
     Import(ImportArgs),
+    Simulate(SimulateArgs),
+    Demo(DemoArgs),
+    Client(Box<crate::cmd::client::args::ClientArgs>),
 }
 
 /// `ccfs serve`.
@@ -263,6 +266,130 @@ pub struct ImportArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
     /// Print one JSON object per file instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ccfs simulate`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Simulate realistic agent activity: write it to a CSV or JSONL file, or import it",
+    long_about = "\
+Simulate realistic agent activity for N agents over D days in the developer's time zone, and
+write it to a file (--out) or import it straight into the configured store.
+
+The output is deterministic for a given --seed (default 1) and parameters, with one caveat: the
+random generator is rand's StdRng, whose stream may change with a new rand release. Every
+agent-day has its own stream, so a day is the same whatever else is simulated with it. Record
+ids are unique per (seed, agent, day), so importing the same simulation twice stores nothing
+new, and other seeds or days never collide.
+
+The model, per agent-day (durations uniform in the range unless noted):
+  sign in (op_type 1)   between 07:00 and 10:00 local; one logon_sn for the session
+  shift                 8 h plus 0-10 min; then sign out (op_type 0, cause 258 by itself)
+                        once the call in hand is wrapped up
+  rest (26)             short break (cause 2) 10-15 min at 1.5-2.5 h, lunch (cause 1)
+                        30-45 min at 3.5-4.5 h, short break (cause 2) 10-15 min at 6-7 h
+  idle (2)              the time between activities
+  calls                 offered while idle, 6 per idle hour (Poisson); inbound voice
+                        (media_type 5, callIn_out 1); one call_id for all a call's records;
+                        skill_id one of the agent's two skills (101-106)
+    not answered 4 %    busy (3) cause 2 \"no answer too long\", 1-5 min
+    talking (4)         cause 0, 20 s + exponential(mean 220 s), at most 30 min
+    hold (38)           20 % of answered calls, 30-180 s, splitting the talk in two
+    internal transfer   45: 5 % of answered calls, 10-60 s, op_object = another agent
+    transfer out        46: 3 % of answered calls, 10-60 s, phone_no = external number
+    wrap-up (27)        after every answered call, cause 0 automatic, 30-120 s
+  busy (3)              0.5 per idle hour: cause 1 self 70 % (2-10 min), 5 phone unavailable
+                        5 % (1-3 min), business reason 201-205 25 % (10-30 min)
+Talking is op_type 4, the only talking state of the CC-FS table: a voice call gives one final
+record (cause 0) per talk segment; the 5-minute interim records (cause 1) are text chat's,
+which is not simulated.
+
+Mean counts per agent-day (over many agent-days): sign in 1, sign out 1, rest 3 (exact for
+every agent-day); calls 23-29 (about 26); talking 26-34; wrap-up 22-28; idle 27-34;
+busy 2.3-4; hold 4-6; internal transfer 0.9-1.8; transfer out 0.4-1.2.
+Constant columns: vdn_id 1, cc_id 1, agent_type 4, location_id 0; unused columns hold -1.
+Agents are work numbers 10001, 10002, ...
+
+Without --out the developer must exist in the configured store; its time zone and first
+account are used, and the records are imported (already present ones are skipped). With --out
+the developer is read from the store too, unless --timezone is given. The format comes from
+--format, else from the extension (.csv, .jsonl, .ndjson); CSV is the export layout that
+`ccfs import` reads.",
+    after_help = "\
+Examples:
+  ccfs simulate --app 0123456789abcdef0123456789abcdef --agents 50 --days 30
+  ccfs simulate --app 0123456789abcdef0123456789abcdef --agents 10 --days 1 --start 2024-05-01 --out day.csv
+  ccfs simulate --app demo --timezone Asia/Shanghai --agents 5 --days 7 --seed 42 --out week.jsonl"
+)]
+pub struct SimulateArgs {
+    /// The developer (appId) the records belong to.
+    #[arg(long, value_name = "APPID")]
+    pub app: String,
+    /// Number of agents (work numbers 10001, 10002, ...).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub agents: u32,
+    /// Number of days.
+    #[arg(long, value_name = "D",
+          value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: u32,
+    /// First day, YYYY-MM-DD (default: D days before today in the developer's time zone).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub start: Option<jiff::civil::Date>,
+    /// Seed of the random generator.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Write the records to this file instead of importing them.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The file's format (default: from the extension of --out).
+    #[arg(long, value_enum, requires = "out")]
+    pub format: Option<Format>,
+    /// With --out: the developer's time zone, so the store is not needed.
+    #[arg(long, value_name = "TZ", requires = "out")]
+    pub timezone: Option<String>,
+    /// The account_id of the records (default: the developer's first account, else empty).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ccfs demo`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Run the whole flow end to end on a throw-away embedded setup and print a summary",
+    long_about = "\
+Run the whole CC-FS flow end to end on a throw-away embedded setup, with nothing installed
+beyond this binary, and print a summary.
+
+In its own data directory (a new one under the system's temporary directory, or --data-dir)
+the demo starts the server in-process on a free port with HTTPS and a self-signed
+certificate; creates an export developer (time zone Europe/Berlin, account demo01) and an
+ingest developer; simulates yesterday for 50 agents (seed 1, the model of `ccfs simulate`);
+imports the records through the signed import interface; starts a local callback receiver
+that verifies the callback's signature; asks for the export of yesterday over signed HTTPS
+with the client SDK; waits for the callback; downloads the zip and checks its SHA-256; opens
+it and checks that its CSV rows are exactly the simulated records; then stops the server.
+
+The summary shows the records by operation type, the agents, the time range, the file's
+name, size and SHA-256, how long each step took, and where the files are. The demo never
+touches the configured store or server. Its data directory is kept so the files can be
+looked at; the summary says how to remove it. Exit status 0 when every check held.",
+    after_help = "\
+Examples:
+  ccfs demo
+  ccfs demo --data-dir ./demo-data
+  ccfs demo --json | jq .byOpType"
+)]
+pub struct DemoArgs {
+    /// Use (and keep) this data directory instead of a new temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,9 +1,10 @@
-//! `ccfs`: one binary that runs the CC-FS export server, manages its developers and imports
-//! agent operation records.
+//! `ccfs`: one binary that runs the CC-FS export server, manages its developers, imports and
+//! simulates agent operation records, and acts as a client of any CC-FS server.
 //!
 //! A tour: [`cli`] holds the command line (clap derive); each command lives in a module under
-//! [`cmd`]; [`progress`] draws progress bars on a terminal only. The commands are thin: the
-//! work is done by `ccfs-server` and `ccfs-protocol`.
+//! [`cmd`]; [`simulate`] is the agent activity model behind `ccfs simulate` and `ccfs demo`;
+//! [`progress`] draws progress bars on a terminal only. The commands are thin: the work is done
+//! by `ccfs-server`, `ccfs-client` and `ccfs-protocol`.
 //!
 //! Errors are printed as `error: …` with their causes and exit with status 1; usage errors are
 //! clap's (status 2).
@@ -11,6 +12,7 @@
 mod cli;
 mod cmd;
 mod progress;
+mod simulate;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,8 +1,12 @@
-//! The commands: each one loads the layered configuration, then does its work.
+//! The commands: each one loads the layered configuration (all but `client` and `demo`), then
+//! does its work.
 
 mod app;
+pub(crate) mod client;
+mod demo;
 mod import;
 mod serve;
+mod simulate;
 
 use anyhow::Context;
 use ccfs_server::Config;
@@ -11,11 +15,19 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command the user asked for.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = load_config(&cli)?;
+    // Client commands talk to a server over the network, and the demo runs its own throw-away
+    // setup: neither reads the local configuration, so a broken one cannot stop them.
+    let config = match cli.command {
+        Command::Client(args) => return client::run(*args).await,
+        Command::Demo(args) => return demo::run(args).await,
+        _ => load_config(&cli)?,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(config, args).await,
         Command::App(args) => app::run(config, args).await,
         Command::Import(args) => import::run(config, args).await,
+        Command::Simulate(args) => simulate::run(config, args).await,
+        Command::Client(_) | Command::Demo(_) => unreachable!("handled above"),
     }
 }
 
