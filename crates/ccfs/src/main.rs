@@ -41,6 +41,14 @@ fn main() -> ExitCode {
 /// Prints an error with its chain of causes, skipping a cause its parent's message already
 /// ends with (error types that both show and expose their source).
 fn fail(e: anyhow::Error) -> ExitCode {
+    // The reader went away (`ccfs … | head`): nothing is wrong, stop quietly as Unix tools do.
+    let broken_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
     let mut message = e.to_string();
     for cause in e.chain().skip(1) {
         let text = cause.to_string();

@@ -251,7 +251,10 @@ fn print_summary(
             ),
         };
         writeln!(out, "{line}").and_then(|()| {
-            for (op, n) in &tally.by_op_type {
+            // Numeric order: the map's text order would put 26 before 3.
+            let mut ops: Vec<_> = tally.by_op_type.iter().collect();
+            ops.sort_by_key(|(op, _)| op.parse::<i64>().unwrap_or(i64::MAX));
+            for (op, n) in ops {
                 writeln!(out, "  {op:>2} {:<18} {n:>9}", model::op_name(op))?;
             }
             Ok(())
