@@ -225,6 +225,28 @@ pub enum Format {
     Jsonl,
 }
 
+impl Format {
+    /// The format named by `--format`, else by the file's extension (`.csv`, `.jsonl`,
+    /// `.ndjson`).
+    pub fn of_file(path: &std::path::Path, given: Option<Format>) -> anyhow::Result<Format> {
+        if let Some(f) = given {
+            return Ok(f);
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("jsonl" | "ndjson") => Ok(Format::Jsonl),
+            _ => anyhow::bail!(
+                "{}: cannot tell the format from the file name; give --format csv or --format jsonl",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// `ccfs import`.
 #[derive(Debug, Args)]
 #[command(

@@ -48,7 +48,7 @@ impl Tally {
 
 pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<()> {
     let format = match &args.out {
-        Some(path) => Some(format_of(path, args.format)?),
+        Some(path) => Some(Format::of_file(path, args.format)?),
         None => None,
     };
     // The developer: from the store, unless a file is written for a given time zone.
@@ -106,25 +106,6 @@ pub fn default_start(tz: &TimeZone, days: u32) -> anyhow::Result<Date> {
     today
         .checked_sub(jiff::Span::new().days(i64::from(days)))
         .context("the start date is out of range")
-}
-
-/// The format named by `--format`, else by the file's extension.
-fn format_of(path: &Path, given: Option<Format>) -> anyhow::Result<Format> {
-    if let Some(f) = given {
-        return Ok(f);
-    }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("csv") => Ok(Format::Csv),
-        Some("jsonl" | "ndjson") => Ok(Format::Jsonl),
-        _ => bail!(
-            "{}: cannot tell the format from the file name; give --format csv or --format jsonl",
-            path.display()
-        ),
-    }
 }
 
 /// Writes the records to `path`; times in `tz`.

@@ -11,7 +11,7 @@ mod rows;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use ccfs_protocol::Record;
 use ccfs_server::ingest::{Ingest, IngestError};
 use ccfs_server::server::Core;
@@ -29,7 +29,7 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let plan = args
         .files
         .iter()
-        .map(|f| Ok((f.clone(), format_of(f, args.format)?)))
+        .map(|f| Ok((f.clone(), Format::of_file(f, args.format)?)))
         .collect::<anyhow::Result<Vec<(PathBuf, Format)>>>()?;
     let core = Core::open(config).await.context("cannot open the store")?;
     let app = match &args.app {
@@ -49,25 +49,6 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
         print_summary(path, records, inserted, args.json)?;
     }
     Ok(())
-}
-
-/// The format named by `--format`, else by the file's extension.
-fn format_of(path: &Path, given: Option<Format>) -> anyhow::Result<Format> {
-    if let Some(f) = given {
-        return Ok(f);
-    }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("csv") => Ok(Format::Csv),
-        Some("jsonl" | "ndjson") => Ok(Format::Jsonl),
-        _ => bail!(
-            "{}: cannot tell the format from the file name; give --format csv or --format jsonl",
-            path.display()
-        ),
-    }
 }
 
 /// One file being imported.
