@@ -2,8 +2,7 @@
 //! (`CCFS_DATA_DIR`), and the store read back through the server library where the output
 //! alone cannot show what was stored.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use ccfs_protocol::Record;
 use ccfs_server::server::Core;
@@ -12,69 +11,18 @@ use ccfs_server::Config;
 use futures::TryStreamExt;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ccfs");
+mod common;
 
-/// A data directory and a working directory for one test.
-struct Env {
-    dir: tempfile::TempDir,
+use common::cli_env::Env;
+use common::BIN;
+
+/// What these tests add to the shared test environment.
+trait CliEnv {
+    fn create(&self, args: &[&str]) -> (String, String);
+    fn stored(&self, developer: &str) -> Vec<Record>;
 }
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CCFS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("CCFS_DATA_DIR", self.data_dir())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run ccfs")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ccfs {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 stdout")
-    }
-
-    /// Runs a command that must fail with status 1; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "ccfs {args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).expect("UTF-8 stderr")
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write file");
-        name.to_owned()
-    }
-
+impl CliEnv for Env {
     fn create(&self, args: &[&str]) -> (String, String) {
         let mut all = vec!["app", "create"];
         all.extend_from_slice(args);
@@ -85,7 +33,6 @@ impl Env {
         )
     }
 
-    /// The records stored for `developer`, in `(begin_time, id)` order.
     fn stored(&self, developer: &str) -> Vec<Record> {
         let config = Config {
             data_dir: self.data_dir(),

@@ -2,65 +2,20 @@
 //! (`CCFS_DATA_DIR`) per test. The files it writes must be what `ccfs import` accepts, the
 //! output must depend on the seed only, and a direct import must be idempotent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ccfs");
+mod common;
 
-/// A working directory holding the data directory of one test.
-struct Env {
-    dir: tempfile::TempDir,
+use common::cli_env::Env;
+
+/// What these tests add to the shared test environment.
+trait SimEnv {
+    fn create_app(&self) -> String;
 }
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CCFS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("CCFS_DATA_DIR", self.data_dir())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run ccfs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ccfs {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 stdout")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-
-    /// Creates a developer in Europe/Berlin with one account; returns its app id.
+impl SimEnv for Env {
     fn create_app(&self) -> String {
         let v = self.json(&[
             "app",

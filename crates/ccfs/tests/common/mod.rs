@@ -11,6 +11,7 @@
 //!   how a request is signed or sent (signed headers, timestamp precision, tampering, …).
 //! - [`Receiver`] is an in-process HTTP server that records every callback.
 //! - [`wait_until`] / [`wait_some`] poll a condition; tests never assert on a fixed sleep.
+//! - [`cli_env::Env`] runs `ccfs` commands that need no server in a fresh data directory.
 //! - Helpers for the wire: [`assert_error`], [`success_data`], [`record`], [`unzip`],
 //!   [`csv_rows`], [`sha256_hex`], [`today_in`].
 //!
@@ -20,6 +21,8 @@
 //! signed in the same second are (correctly) refused as replays.
 
 #![allow(dead_code)]
+
+pub mod cli_env;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
