@@ -21,9 +21,12 @@ then CCFS_* environment variables (CCFS_LISTEN, CCFS_DATA_DIR, CCFS_DATABASE_URL
 Logs go to stderr; RUST_LOG sets the filter (default: info for serve, warn otherwise).
 
 Examples:
+  ccfs demo
   ccfs serve
   ccfs app create --name \"Acme CC\" --account acme01 --timezone Asia/Shanghai
-  ccfs import records.csv --app 0123456789abcdef0123456789abcdef"
+  ccfs import records.csv --app 0123456789abcdef0123456789abcdef
+  ccfs simulate --app 0123456789abcdef0123456789abcdef --agents 20 --days 7
+  ccfs client fetch --ca-cert ccfs-data/tls/cert.pem --begin 2024-05-01 --end 2024-05-02 --extract"
 )]
 pub struct Cli {
     /// TOML configuration file (its keys are the CCFS_* names in lower case, without the prefix).
