@@ -96,3 +96,61 @@ impl IntoResponse for HttpError {
         envelope(status, ResponseEnvelope::error(&err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn render(e: HttpError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn internal_errors_are_500_with_a_request_id_and_no_details() {
+        let (status, v) = render(HttpError::Internal(
+            "database /secret/path is locked".into(),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(v["resultCode"], "0300500");
+        assert_eq!(v["response"]["resultCode"], "0300500");
+        assert_eq!(v["resultData"], "");
+        let desc = v["resultDesc"].as_str().unwrap();
+        let id = desc
+            .strip_prefix("Internal error; the request id is ")
+            .unwrap()
+            .strip_suffix('.')
+            .unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!v.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn each_kind_has_its_status() {
+        let (s, v) = render(HttpError::Auth(AuthError::Replay)).await;
+        assert_eq!(
+            (s, v["resultCode"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("0300401"))
+        );
+        assert_eq!(
+            v["resultDesc"],
+            "Authentication failed: replayed signature."
+        );
+        let (s, v) = render(HttpError::Forbidden("the access key lacks the ingest role")).await;
+        assert_eq!(
+            (s, v["resultCode"].as_str()),
+            (StatusCode::FORBIDDEN, Some("0300401"))
+        );
+        let (s, v) = render(ResultCode::FileNotFound.into()).await;
+        assert_eq!(
+            (s, v["resultCode"].as_str()),
+            (StatusCode::OK, Some("0300011"))
+        );
+    }
+}
