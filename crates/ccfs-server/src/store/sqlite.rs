@@ -609,20 +609,17 @@ where
     row.as_ref().map(job_from_row).transpose()
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
+/// The developer columns written by insert and update, in the order [`bind_developer`] binds
+/// them; `app_id` follows as the last parameter of both statements.
+const DEVELOPER_FIELDS: &str = "name, secret_enc, old_secret_enc, old_secret_until, timezone, \
+     roles, enabled, csv_header, created_at";
 
-    async fn insert_developer(&self, d: &Developer) -> StoreResult<()> {
-        let mut tx = self.begin_immediate().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO developers (app_id, name, secret_enc, old_secret_enc, old_secret_until, \
-             timezone, roles, enabled, csv_header, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(d.app_id.as_str())
+/// Binds [`DEVELOPER_FIELDS`], then `app_id`.
+fn bind_developer<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    d: &'q Developer,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
         .bind(&d.name)
         .bind(&d.secret_enc)
         .bind(&d.old_secret_enc)
@@ -632,8 +629,23 @@ impl Store for SqliteStore {
         .bind(d.enabled)
         .bind(d.csv_header)
         .bind(ms(d.created_at))
-        .execute(&mut *tx)
-        .await;
+        .bind(d.app_id.as_str())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn insert_developer(&self, d: &Developer) -> StoreResult<()> {
+        let mut tx = self.begin_immediate().await?;
+        let sql = format!(
+            "INSERT INTO developers ({DEVELOPER_FIELDS}, app_id) VALUES ({})",
+            ["?"; 10].join(", ")
+        );
+        let inserted = bind_developer(sqlx::query(&sql), d).execute(&mut *tx).await;
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
@@ -663,22 +675,14 @@ impl Store for SqliteStore {
 
     async fn update_developer(&self, d: &Developer) -> StoreResult<()> {
         let mut tx = self.begin_immediate().await?;
-        let updated = sqlx::query(
-            "UPDATE developers SET name = ?, secret_enc = ?, old_secret_enc = ?, old_secret_until = ?, \
-             timezone = ?, roles = ?, enabled = ?, csv_header = ?, created_at = ? WHERE app_id = ?",
-        )
-        .bind(&d.name)
-        .bind(&d.secret_enc)
-        .bind(&d.old_secret_enc)
-        .bind(d.old_secret_until.map(ms))
-        .bind(&d.timezone)
-        .bind(roles_text(&d.roles))
-        .bind(d.enabled)
-        .bind(d.csv_header)
-        .bind(ms(d.created_at))
-        .bind(d.app_id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        let set = DEVELOPER_FIELDS
+            .split(", ")
+            .map(|c| format!("{c} = ?"))
+            .collect::<Vec<_>>();
+        let sql = format!("UPDATE developers SET {} WHERE app_id = ?", set.join(", "));
+        let updated = bind_developer(sqlx::query(&sql), d)
+            .execute(&mut *tx)
+            .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("developer {}", d.app_id)));
         }
