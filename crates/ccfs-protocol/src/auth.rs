@@ -166,10 +166,24 @@ impl AuthHeader {
         parse_timestamp(&self.timestamp).unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
-    /// Checks the signature against `sk`. `header_value` returns the value of a header of the
-    /// request by lower-case name. Clock and replay checks are the caller's.
+    /// Checks the signature against `sk`, in the SPEC's canonical form only. `header_value`
+    /// returns the value of a header of the request by lower-case name. Clock and replay checks
+    /// are the caller's.
     pub fn verify(
         &self,
+        sk: &str,
+        req: &RequestParts<'_>,
+        header_value: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), AuthError> {
+        self.verify_in(&[QueryLine::OmittedWhenEmpty], sk, req, header_value)
+    }
+
+    /// Checks the signature against `sk` in each of `forms` in turn; the first that matches
+    /// wins. Only forms that differ for this request cost an HMAC: with a query present every
+    /// form is the same, so one is computed.
+    pub fn verify_in(
+        &self,
+        forms: &[QueryLine],
         sk: &str,
         req: &RequestParts<'_>,
         header_value: impl Fn(&str) -> Option<String>,
@@ -182,20 +196,35 @@ impl AuthHeader {
             let value = header_value(name).ok_or(AuthError::SignedHeaderMissing)?;
             headers.push((name.to_owned(), value));
         }
-        let expected = signature(
-            &self.ak,
-            sk,
-            &self.timestamp,
-            &self.signed_headers,
-            req,
-            &headers,
-        );
-        if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
-            Ok(())
-        } else {
-            Err(AuthError::SignatureMismatch)
+        let key = signing_key(sk, &prefix(&self.ak, &self.timestamp, &self.signed_headers));
+        let mut tried: Vec<String> = Vec::with_capacity(forms.len());
+        for form in forms {
+            let canonical = canonical_request_in(*form, &self.signed_headers, req, &headers);
+            if tried.contains(&canonical) {
+                continue;
+            }
+            let expected = hmac_hex(key.as_bytes(), canonical.as_bytes());
+            if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
+                return Ok(());
+            }
+            tried.push(canonical);
         }
+        Err(AuthError::SignatureMismatch)
     }
+}
+
+/// How the canonical request is written for a request without query parameters.
+///
+/// The SPEC leaves the query line out entirely; two public client ports always write it, as an
+/// empty line. Both come from the same secret over the same content, so a server may accept
+/// either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueryLine {
+    /// The SPEC's form: no query line when there is no query.
+    #[default]
+    OmittedWhenEmpty,
+    /// An empty line where the query would be, when there is no query.
+    AlwaysWritten,
 }
 
 /// `prefix = "auth-v2/" + AK + "/" + timestamp + "/" + signedHeaders`.
@@ -232,14 +261,28 @@ pub fn canonical_request(
     req: &RequestParts<'_>,
     headers: &[(String, String)],
 ) -> String {
+    canonical_request_in(QueryLine::OmittedWhenEmpty, signed_headers, req, headers)
+}
+
+/// The canonical request of step 3 with the query line written as `form` says.
+pub fn canonical_request_in(
+    form: QueryLine,
+    signed_headers: &str,
+    req: &RequestParts<'_>,
+    headers: &[(String, String)],
+) -> String {
     let mut out = String::with_capacity(128 + req.body.len() * 3 / 2);
     out.push_str(&req.method.to_ascii_uppercase());
     out.push('\n');
     out.push_str(req.path);
     out.push('\n');
-    if let Some(q) = req.query.and_then(norm_query) {
-        out.push_str(&q);
-        out.push('\n');
+    match req.query.and_then(norm_query) {
+        Some(q) => {
+            out.push_str(&q);
+            out.push('\n');
+        }
+        None if form == QueryLine::AlwaysWritten => out.push('\n'),
+        None => {}
     }
     out.push_str(signed_headers);
     out.push('\n');
@@ -271,16 +314,49 @@ pub fn signature(
     req: &RequestParts<'_>,
     headers: &[(String, String)],
 ) -> String {
+    signature_in(
+        QueryLine::OmittedWhenEmpty,
+        ak,
+        sk,
+        timestamp,
+        signed_headers,
+        req,
+        headers,
+    )
+}
+
+/// The signature of a request whose canonical form writes the query line as `form` says.
+pub fn signature_in(
+    form: QueryLine,
+    ak: &str,
+    sk: &str,
+    timestamp: &str,
+    signed_headers: &str,
+    req: &RequestParts<'_>,
+    headers: &[(String, String)],
+) -> String {
     let key = signing_key(sk, &prefix(ak, timestamp, signed_headers));
     hmac_hex(
         key.as_bytes(),
-        canonical_request(signed_headers, req, headers).as_bytes(),
+        canonical_request_in(form, signed_headers, req, headers).as_bytes(),
     )
 }
 
 /// Signs a request: returns the whole `Authorization` value. `headers` are the headers to sign,
 /// with their values as they will be sent; names may be in any case and order.
 pub fn sign(
+    ak: &str,
+    sk: &str,
+    timestamp: &str,
+    req: &RequestParts<'_>,
+    headers: &[(&str, &str)],
+) -> String {
+    sign_in(QueryLine::OmittedWhenEmpty, ak, sk, timestamp, req, headers)
+}
+
+/// As [`sign`], writing the query line as `form` says (for clients that must imitate a port).
+pub fn sign_in(
+    form: QueryLine,
     ak: &str,
     sk: &str,
     timestamp: &str,
@@ -294,7 +370,7 @@ pub fn sign(
     headers.sort();
     let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
     let signed = signed.join(";");
-    let sig = signature(ak, sk, timestamp, &signed, req, &headers);
+    let sig = signature_in(form, ak, sk, timestamp, &signed, req, &headers);
     format!("{}/{sig}", prefix(ak, timestamp, &signed))
 }
 
@@ -397,6 +473,37 @@ mod tests {
         assert_eq!(
             h.verify(SK, &post(), |_| None),
             Err(AuthError::SignedHeaderMissing)
+        );
+    }
+
+    #[test]
+    fn empty_query_line_variant() {
+        let ts = "2021-08-31T09:38:50Z";
+        let port = sign_in(QueryLine::AlwaysWritten, AK, SK, ts, &post(), &[("host", HOST)]);
+        let canonical = canonical_request_in(
+            QueryLine::AlwaysWritten,
+            "host",
+            &post(),
+            &[("host".into(), HOST.into())],
+        );
+        assert!(canonical.starts_with(&format!("POST\n{PATH}\n\nhost\n")));
+        let h = AuthHeader::parse(&port).unwrap();
+        let lookup = |_: &str| Some(HOST.to_owned());
+        let both = [QueryLine::OmittedWhenEmpty, QueryLine::AlwaysWritten];
+        assert_eq!(h.verify(SK, &post(), lookup), Err(AuthError::SignatureMismatch));
+        assert_eq!(h.verify_in(&both, SK, &post(), lookup), Ok(()));
+        assert_eq!(
+            h.verify_in(&both, "wrong", &post(), lookup),
+            Err(AuthError::SignatureMismatch)
+        );
+        // With a query the two forms are one: the port's signature is the SPEC's.
+        let req = RequestParts {
+            query: Some("a=1"),
+            ..post()
+        };
+        assert_eq!(
+            sign_in(QueryLine::AlwaysWritten, AK, SK, ts, &req, &[("host", HOST)]),
+            sign(AK, SK, ts, &req, &[("host", HOST)])
         );
     }
 
