@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use ccfs_protocol::auth::{format_timestamp, sign, RequestParts};
 use ccfs_protocol::envelope::RequestEnvelope;
-use ccfs_protocol::messages::{GenerateBody, GenerateData, ImportData, StatusData};
+use ccfs_protocol::messages::{
+    GenerateBody, GenerateData, ImportBody, ImportData, OnConflict, StatusData,
+};
 use ccfs_protocol::{paths, ResponseId, ResultCode, JSON_CONTENT_TYPE};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde::de::DeserializeOwned;
@@ -465,8 +467,11 @@ impl Client {
         self.call(paths::STATUS, &body).await
     }
 
-    /// Polls [`Client::status`] every `poll` until the job has succeeded (answered), failed or
-    /// expired ([`Error::JobEnded`]), or `timeout` has passed ([`Error::Timeout`]).
+    /// Polls [`Client::status`] until the job has succeeded (answered), failed or expired
+    /// ([`Error::JobEnded`]), or `timeout` has passed ([`Error::Timeout`]).
+    ///
+    /// The first look comes after 50 ms and the pause doubles from there up to `poll`, so a
+    /// quick export is seen as soon as it ends and a long one costs one question per `poll`.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -485,6 +490,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<StatusData> {
         let start = Instant::now();
+        let mut pauses = poll_pauses(poll);
         loop {
             let status = self.status(id).await?;
             match status.state.as_str() {
@@ -506,13 +512,16 @@ impl Client {
                     waited,
                 });
             }
-            tokio::time::sleep(poll.min(timeout - waited)).await;
+            let pause = pauses.next().unwrap_or(poll);
+            tokio::time::sleep(pause.min(timeout - waited)).await;
         }
     }
 
     /// Imports agent operation records (this project's import extension,
     /// `importAgentOprInfoData`; needs a credential with the `ingest` role). Each record is an
-    /// object keyed by the 21 column names; at most 10,000 per call. All or nothing.
+    /// object keyed by the 21 column names; at most 10,000 per call. All or nothing. A record
+    /// whose id is stored with different content fails the call (`0300004` naming it, nothing
+    /// stored); [`Client::import_with`] skips or replaces such records instead.
     ///
     /// ```no_run
     /// # async fn demo(client: ccfs_client::Client) -> Result<(), ccfs_client::Error> {
@@ -527,17 +536,62 @@ impl Client {
     /// # }
     /// ```
     pub async fn import(&self, records: &[Map<String, Value>]) -> Result<ImportData> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            records: &'a [Map<String, Value>],
-        }
-        self.call(paths::IMPORT, &Body { records }).await
+        self.import_with(records, OnConflict::Fail).await
+    }
+
+    /// [`Client::import`], choosing what happens to a record whose id is stored with different
+    /// content: [`OnConflict::Fail`] stores nothing of the call, [`OnConflict::Skip`] keeps the
+    /// stored record, [`OnConflict::Replace`] overwrites it. The answer counts the conflicts
+    /// and names the first ones.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: ccfs_client::Client, corrected: serde_json::Map<String, serde_json::Value>) -> Result<(), ccfs_client::Error> {
+    /// use ccfs_client::OnConflict;
+    /// let counts = client.import_with(&[corrected], OnConflict::Replace).await?;
+    /// println!("{} replaced: {:?}", counts.replaced, counts.conflict_ids);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn import_with(
+        &self,
+        records: &[Map<String, Value>],
+        on_conflict: OnConflict,
+    ) -> Result<ImportData> {
+        let body = ImportBody {
+            records,
+            on_conflict,
+        };
+        self.call(paths::IMPORT, &body).await
     }
 }
+
+/// The pauses between status questions: 50 ms, doubling, then `longest` for ever.
+fn poll_pauses(longest: Duration) -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(FIRST_POLL.min(longest)), move |p| {
+        Some((*p * 2).min(longest))
+    })
+}
+
+/// The first pause of [`Client::wait`]: an export of a small window often ends within it.
+const FIRST_POLL: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polling_starts_fast_and_slows_to_the_interval() {
+        let p: Vec<u64> = poll_pauses(Duration::from_secs(2))
+            .take(8)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(p, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        let short: Vec<u64> = poll_pauses(Duration::from_millis(30))
+            .take(3)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(short, [30, 30, 30]);
+    }
 
     #[test]
     fn builder_refuses_bad_settings() {

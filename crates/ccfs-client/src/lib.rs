@@ -11,7 +11,8 @@
 //! - [`client`] — [`Client`] and its [`ClientBuilder`]: server URL, credentials, trust for a
 //!   self-signed certificate, time limits; the calls [`Client::generate`],
 //!   [`Client::generate_idempotent`], [`Client::status`], [`Client::wait`],
-//!   [`Client::import`] and the raw [`Client::call`].
+//!   [`Client::import`] (and [`Client::import_with`] for records stored with other content)
+//!   and the raw [`Client::call`].
 //! - [`download`] — [`Client::download`]: streamed to `DEST.part`, resumed with `Range` after an
 //!   interruption, checked against the server's `X-Checksum-Sha256`, renamed atomically.
 //! - [`callback`] — [`CallbackVerifier`]: checks the auth-v2 signature of an incoming callback
@@ -73,5 +74,5 @@ pub use client::{Client, ClientBuilder};
 pub use download::{Downloaded, Progress};
 pub use error::{Error, Result};
 
-pub use ccfs_protocol::messages::{CallbackBody, GenerateBody, ImportData, StatusData};
+pub use ccfs_protocol::messages::{CallbackBody, GenerateBody, ImportData, OnConflict, StatusData};
 pub use ccfs_protocol::{ResponseId, ResultCode, ZipFileName};

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ccfs_client::{CallbackVerifier, Client, Error, ResultCode, VerifyError};
+use ccfs_client::{CallbackVerifier, Client, Error, OnConflict, ResultCode, VerifyError};
 use ccfs_protocol::auth::{format_timestamp, sign, AuthError, RequestParts};
 use ccfs_protocol::messages::GenerateBody;
 use ccfs_protocol::{ResponseId, ZipFileName};
@@ -312,6 +312,48 @@ async fn typed_errors() {
         "{e}"
     );
 
+    env.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn import_with_chooses_what_a_conflict_does() {
+    let env = Env::start().await;
+    env.import(2).await;
+    let mut fixed = record("r1", &env.export_ak, 1);
+    fixed.insert("op_type".into(), json!("9"));
+    let ingester = env.ingester();
+
+    // By default a conflict fails the call and stores nothing.
+    let e = ingester
+        .import(&[record("n1", &env.export_ak, 1), fixed.clone()])
+        .await
+        .expect_err("conflict");
+    assert_eq!(e.code(), Some(ResultCode::BadFormat));
+    assert!(
+        e.desc().is_some_and(
+            |d| d.contains("records[1].id") && d.contains("conflicts with a stored record")
+        ),
+        "{e}"
+    );
+    let skipped = ingester
+        .import_with(
+            &[record("n1", &env.export_ak, 1), fixed.clone()],
+            OnConflict::Skip,
+        )
+        .await
+        .expect("skip");
+    assert_eq!(
+        (skipped.inserted, skipped.conflicts, skipped.replaced),
+        (1, 1, 0)
+    );
+    assert_eq!(skipped.conflict_ids, ["r1"]);
+    let replaced = ingester
+        .import_with(std::slice::from_ref(&fixed), OnConflict::Replace)
+        .await
+        .expect("replace");
+    assert_eq!((replaced.conflicts, replaced.replaced), (1, 1));
+    let again = ingester.import(&[fixed]).await.expect("unchanged");
+    assert_eq!((again.inserted, again.already_present), (0, 1));
     env.server.shutdown().await;
 }
 

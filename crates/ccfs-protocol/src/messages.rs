@@ -104,10 +104,58 @@ pub fn parse_status(body: &Map<String, Value>) -> Result<ResponseId, ApiError> {
         .ok_or(ApiError::new(ResultCode::BadFormat, NAME))
 }
 
+/// Most conflicting record ids an import answer lists.
+pub const MAX_CONFLICT_IDS: usize = 10;
+
+/// What an import does with a record whose `(developer_id, id)` is already stored with
+/// different content (`msgBody.onConflict`; `ccfs import --on-conflict`). A record equal to
+/// the stored one is never a conflict: it is counted as already present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// The whole batch stores nothing, and the answer names the conflicting records.
+    #[default]
+    Fail,
+    /// The stored record stays as it is; the rest of the batch is stored.
+    Skip,
+    /// The new content overwrites the stored record.
+    Replace,
+}
+
+impl OnConflict {
+    pub const ALL: [OnConflict; 3] = [Self::Fail, Self::Skip, Self::Replace];
+
+    /// The wire name: `fail`, `skip` or `replace`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "fail",
+            Self::Skip => "skip",
+            Self::Replace => "replace",
+        }
+    }
+
+    /// Parses a wire name (exactly, in lower case).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A shape-checked import request: its records, not yet validated, and what to do with
+/// conflicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRequest {
+    pub records: Vec<RawRecord>,
+    pub on_conflict: OnConflict,
+}
+
 /// The import `msgBody`: shape-checked records, not yet validated (validation needs each
-/// developer's time zone). Errors name the record: `records[3].agent_id`.
-pub fn parse_import(body: &Map<String, Value>) -> Result<Vec<RawRecord>, ApiError> {
+/// developer's time zone), and `onConflict` (absent or null: `fail`). Errors name the record:
+/// `records[3].agent_id`. `records` is checked first (null, not an array, empty, too many),
+/// then `onConflict` (empty `0300002`, not one of `fail`, `skip`, `replace` `0300004`), then
+/// each record.
+pub fn parse_import(body: &Map<String, Value>) -> Result<ImportRequest, ApiError> {
     const NAME: &str = "records";
+    const ON_CONFLICT: &str = "onConflict";
     let list = match body.get(NAME) {
         None | Some(Value::Null) => return Err(ApiError::new(ResultCode::Null, NAME)),
         Some(Value::Array(list)) => list,
@@ -119,7 +167,15 @@ pub fn parse_import(body: &Map<String, Value>) -> Result<Vec<RawRecord>, ApiErro
     if list.len() > MAX_IMPORT_RECORDS {
         return Err(ApiError::new(ResultCode::TooLong, NAME));
     }
-    list.iter()
+    // Longer than any valid value is a bad format, not "too long": the set of values is fixed.
+    let on_conflict = match check(body, &[FieldSpec::optional(ON_CONFLICT, usize::MAX)])?[0] {
+        None => OnConflict::default(),
+        Some(s) => {
+            OnConflict::parse(s).ok_or_else(|| ApiError::new(ResultCode::BadFormat, ON_CONFLICT))?
+        }
+    };
+    let records = list
+        .iter()
         .enumerate()
         .map(|(i, v)| {
             let obj = v
@@ -127,7 +183,42 @@ pub fn parse_import(body: &Map<String, Value>) -> Result<Vec<RawRecord>, ApiErro
                 .ok_or_else(|| ApiError::new(ResultCode::BadFormat, &format!("records[{i}]")))?;
             RawRecord::from_json(obj).map_err(|e| record_error(i, &e))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(ImportRequest {
+        records,
+        on_conflict,
+    })
+}
+
+/// The error of an import whose batch stores nothing because of conflicts (`onConflict`
+/// `fail`): `0300004` naming the first conflicting record's id, e.g. "The format of
+/// records[3].id is incorrect. It conflicts with a stored record with different content; 2
+/// records of the batch conflict (ids r7, r9); nothing was stored. Send onConflict skip or
+/// replace." `first` holds the index and
+/// id of the first conflicting records, in batch order; `count` how many there are in all.
+pub fn conflict_error(count: u64, first: &[(usize, String)]) -> ApiError {
+    let index = first.first().map_or(0, |(i, _)| *i);
+    let mut e = ApiError::new(ResultCode::BadFormat, &format!("records[{index}].id"));
+    let ids = first
+        .iter()
+        .map(|(_, id)| id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if count > first.len() as u64 {
+        ", …"
+    } else {
+        ""
+    };
+    let (records, ids_) = if count == 1 {
+        ("record of the batch conflicts", "id")
+    } else {
+        ("records of the batch conflict", "ids")
+    };
+    e.desc.push_str(&format!(
+        " It conflicts with a stored record with different content; {count} {records} \
+         ({ids_} {ids}{more}); nothing was stored. Send onConflict skip or replace."
+    ));
+    e
 }
 
 /// The error for field `e` of record number `index` of an import.
@@ -136,11 +227,31 @@ pub fn record_error(index: usize, e: &crate::record::FieldError) -> ApiError {
 }
 
 /// `resultData` of a successful import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportData {
+    /// New records stored.
     pub inserted: u64,
+    /// Records stored already with the same content (or sent twice in the batch).
     #[serde(rename = "alreadyPresent")]
     pub already_present: u64,
+    /// Records whose id is stored with different content: left as stored with `skip`,
+    /// overwritten with `replace`.
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Conflicting records that overwrote the stored one (`replace`).
+    #[serde(default)]
+    pub replaced: u64,
+    /// The ids of the first [`MAX_CONFLICT_IDS`] conflicting records, in batch order.
+    #[serde(rename = "conflictIds", default)]
+    pub conflict_ids: Vec<String>,
+}
+
+/// The import `msgBody` as a client sends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportBody<'a, R: Serialize> {
+    pub records: &'a [R],
+    #[serde(rename = "onConflict")]
+    pub on_conflict: OnConflict,
 }
 
 /// The callback `msgBody` the server POSTs to `callBackURL`.
@@ -316,6 +427,101 @@ mod tests {
         let (code, desc) = i(json!({"records":[{"id":"x"}]})).unwrap_err();
         assert_eq!(code, ResultCode::Null);
         assert!(desc.contains("records[0].developer_id"), "{desc}");
+    }
+
+    #[test]
+    fn import_on_conflict() {
+        let rec = json!({"id":"x","developer_id":"d","agent_id":"1","begin_time":"2024-05-01 10:00:00","end_time":"2024-05-01 10:00:01","op_type":"2"});
+        let i = |extra: Value| {
+            let mut body = json!({ "records": [rec.clone()] });
+            if !extra.is_null() {
+                body["onConflict"] = extra;
+            }
+            parse_import(body.as_object().unwrap()).map(|r| r.on_conflict)
+        };
+        assert_eq!(i(Value::Null), Ok(OnConflict::Fail));
+        assert_eq!(
+            parse_import(
+                json!({"records":[rec.clone()],"onConflict":null})
+                    .as_object()
+                    .unwrap()
+            )
+            .map(|r| r.on_conflict),
+            Ok(OnConflict::Fail)
+        );
+        assert_eq!(i(json!("fail")), Ok(OnConflict::Fail));
+        assert_eq!(i(json!("skip")), Ok(OnConflict::Skip));
+        assert_eq!(i(json!("replace")), Ok(OnConflict::Replace));
+        assert_eq!(
+            i(json!("")).unwrap_err(),
+            ApiError::new(ResultCode::Empty, "onConflict")
+        );
+        for bad in [json!("Skip"), json!("overwrite"), json!(1), json!(["skip"])] {
+            assert_eq!(
+                i(bad.clone()).unwrap_err(),
+                ApiError::new(ResultCode::BadFormat, "onConflict"),
+                "{bad}"
+            );
+        }
+        // The records come first.
+        let e = parse_import(json!({"records":[],"onConflict":"x"}).as_object().unwrap());
+        assert_eq!(e.unwrap_err().code, ResultCode::Empty);
+        assert_eq!(
+            serde_json::to_value(ImportBody {
+                records: &[1],
+                on_conflict: OnConflict::Replace
+            })
+            .unwrap(),
+            json!({"records":[1],"onConflict":"replace"})
+        );
+    }
+
+    #[test]
+    fn conflict_errors_name_the_first_record_and_count_them_all() {
+        let e = conflict_error(1, &[(3, "r7".into())]);
+        assert_eq!(e.code, ResultCode::BadFormat);
+        assert_eq!(
+            e.desc,
+            "The format of records[3].id is incorrect. It conflicts with a stored record with \
+             different content; 1 record of the batch conflicts (id r7); nothing was stored. \
+             Send onConflict skip or replace."
+        );
+        let first: Vec<(usize, String)> = (0..MAX_CONFLICT_IDS)
+            .map(|i| (i + 2, format!("c{i}")))
+            .collect();
+        let e = conflict_error(12, &first);
+        assert!(
+            e.desc
+                .starts_with("The format of records[2].id is incorrect. "),
+            "{}",
+            e.desc
+        );
+        assert!(
+            e.desc.contains(
+                "12 records of the batch conflict (ids c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, …)"
+            ),
+            "{}",
+            e.desc
+        );
+    }
+
+    #[test]
+    fn import_data_reads_answers_without_the_conflict_members() {
+        let d: ImportData =
+            serde_json::from_value(json!({"inserted":2,"alreadyPresent":1})).unwrap();
+        assert_eq!((d.inserted, d.already_present, d.conflicts), (2, 1, 0));
+        let v = serde_json::to_value(ImportData {
+            inserted: 1,
+            already_present: 0,
+            conflicts: 1,
+            replaced: 1,
+            conflict_ids: vec!["r1".into()],
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"inserted":1,"alreadyPresent":0,"conflicts":1,"replaced":1,"conflictIds":["r1"]})
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
 use ccfs_server::blobs::{Blobs, Stored};
 use ccfs_server::config::Config;
 use ccfs_server::export::{build_zip, Built, ZipSettings};
-use ccfs_server::store::{Developer, RecordQuery, Role, Store};
+use ccfs_server::store::{Developer, OnConflict, RecordQuery, Role, Store};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -322,7 +322,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     while next < n {
         let end = (next + INSERT_BATCH).min(n);
         let batch: Vec<Record> = (next..end).map(|i| record(i, n, START, &mut rng)).collect();
-        store.insert_records(&batch).await?;
+        store.insert_records(&batch, OnConflict::Fail).await?;
         next = end;
     }
     let insert = clock.stop();

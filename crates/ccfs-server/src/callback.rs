@@ -4,7 +4,8 @@
 //! the job succeeded), so it survives restarts. This loop claims due rows, POSTs each body signed
 //! with the developer's own AK/SK over `content-length;content-type;host`, and records the
 //! attempt: delivered on any 2xx, otherwise retried with exponential backoff and jitter until the
-//! give-up time. Giving up never touches the file.
+//! give-up time. Giving up never touches the file. A callback whose file its owner has already
+//! downloaded is `superseded` by the download handler and no longer claimed here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,7 +178,9 @@ async fn deliver(state: &AppState, client: &reqwest::Client, cb: &Callback) -> R
     let authorization = sign(
         dev.app_id.as_str(),
         &secret,
-        &format_timestamp(Timestamp::now(), true),
+        // Seconds, not milliseconds: the public Java signers a receiver verifies with can only
+        // write `yyyy-MM-ddTHH:mm:ssZ` (SPEC section 6).
+        &format_timestamp(Timestamp::now(), false),
         &parts,
         &[
             ("content-length", &length),

@@ -32,8 +32,11 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Allowed distance between a request's timestamp and the server clock.
     pub auth_window_secs: u64,
-    /// Refuse a signature already accepted within the window.
-    pub replay_protection: bool,
+    /// What an identical signature seen again within the window means (SPEC section 3).
+    pub replay: ReplayPolicy,
+    /// Also accept signatures whose canonical request carries an empty query line when the
+    /// request has no query (written so by two public client ports).
+    pub accept_empty_query_line: bool,
     /// Take the signed `host` value from `X-Forwarded-Host` (behind a proxy that rewrites Host).
     pub trust_forwarded_host: bool,
     /// Longest generate window.
@@ -86,7 +89,8 @@ impl Default for Config {
             master_key_file: None,
             master_key: None,
             auth_window_secs: 15 * 60,
-            replay_protection: true,
+            replay: ReplayPolicy::Retry,
+            accept_empty_query_line: true,
             trust_forwarded_host: false,
             max_span_secs: 3 * 86_400,
             max_active_jobs: 10,
@@ -108,6 +112,24 @@ impl Default for Config {
             secret_grace_secs: 86_400,
         }
     }
+}
+
+/// What the server does with a signature it has already accepted within the timestamp window.
+///
+/// Public clients sign with second precision, so a client that resends a request within the
+/// same second (a retry after a time-out, a second download of one file) sends a byte-identical
+/// `Authorization`. An identical signature can only come with the same method, path, host and
+/// body, so by default it is taken for what it almost always is: a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayPolicy {
+    /// Serve it again: generate answers the same `responseId` and starts no job; download and
+    /// status answer as the first time.
+    Retry,
+    /// Answer 401 "replayed signature" (one store write per request to remember signatures).
+    Refuse,
+    /// No check at all: an identical generate starts a second job.
+    Off,
 }
 
 /// A configuration that cannot be used.
@@ -135,7 +157,8 @@ const KEYS: &[(&str, bool)] = &[
     ("master_key_file", true),
     ("master_key", true),
     ("auth_window_secs", false),
-    ("replay_protection", false),
+    ("replay", true),
+    ("accept_empty_query_line", false),
     ("trust_forwarded_host", false),
     ("max_span_secs", false),
     ("max_active_jobs", false),
@@ -303,6 +326,30 @@ mod tests {
         assert!(c.plain_http);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x y"));
         assert_eq!(c.rows_per_file, 100_000);
+    }
+
+    #[test]
+    fn replay_policy_and_query_line_switch() {
+        let c = Config::load_with(None, |_| None).unwrap();
+        assert_eq!(c.replay, ReplayPolicy::Retry);
+        assert!(c.accept_empty_query_line);
+        for (raw, want) in [
+            ("retry", ReplayPolicy::Retry),
+            ("refuse", ReplayPolicy::Refuse),
+            ("off", ReplayPolicy::Off),
+        ] {
+            let c = Config::load_with(None, |k| (k == "CCFS_REPLAY").then(|| raw.into())).unwrap();
+            assert_eq!(c.replay, want);
+        }
+        let e = Config::load_with(None, |k| (k == "CCFS_REPLAY").then(|| "maybe".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maybe") && e.contains("retry"), "{e}");
+        let c = Config::load_with(None, |k| {
+            (k == "CCFS_ACCEPT_EMPTY_QUERY_LINE").then(|| "false".into())
+        })
+        .unwrap();
+        assert!(!c.accept_empty_query_line);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ccfs_protocol::record::{FieldError, RawRecord};
 use ccfs_protocol::Record;
 use jiff::tz::TimeZone;
 
-use crate::store::{Store, StoreError};
+use crate::store::{InsertOutcome, OnConflict, Store, StoreError};
 
 /// Why a record cannot be imported.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +61,21 @@ impl Ingest {
         raw.validate(&tz).map_err(IngestError::Field)
     }
 
-    /// Stores checked records; returns how many were new.
-    pub async fn insert(&self, records: &[Record]) -> Result<u64, StoreError> {
-        self.store.insert_records(records).await
+    /// Stores checked records in one transaction (see [`Store::insert_records`]).
+    pub async fn insert(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.store.insert_records(records, on_conflict).await
+    }
+
+    /// What [`Ingest::insert`] would do now, storing nothing (see [`Store::check_records`]).
+    pub async fn check_stored(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.store.check_records(records, on_conflict).await
     }
 }

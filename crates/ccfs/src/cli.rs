@@ -250,6 +250,28 @@ impl Format {
     }
 }
 
+/// `ccfs import --on-conflict`: what to do with a record whose id is stored with different
+/// content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnConflictArg {
+    /// Store nothing of the file and name the record (FILE:LINE and its id).
+    Fail,
+    /// Keep the stored record; store the rest of the file.
+    Skip,
+    /// Overwrite the stored record with the file's.
+    Replace,
+}
+
+impl From<OnConflictArg> for ccfs_protocol::messages::OnConflict {
+    fn from(a: OnConflictArg) -> Self {
+        match a {
+            OnConflictArg::Fail => Self::Fail,
+            OnConflictArg::Skip => Self::Skip,
+            OnConflictArg::Replace => Self::Replace,
+        }
+    }
+}
+
 /// `ccfs import`.
 #[derive(Debug, Args)]
 #[command(
@@ -258,7 +280,15 @@ impl Format {
 Each file is checked completely before anything of it is stored: a bad row stops the command
 with `error: FILE:LINE: FIELD: explanation` and nothing of that file is imported. Files named
 before it stay imported; files after it are not read. Records already stored (same developer
-and id) are skipped and counted, so importing a file again is harmless.
+and id) with the same content are skipped and counted, so importing a file again is harmless.
+
+A record whose id is stored with different content (a corrected record) is a conflict. By
+default (--on-conflict fail) nothing of its file is stored and the command stops with
+`error: FILE:LINE: id ID: conflicts with a stored record with different content`; with skip the
+stored record stays, with replace the file's record overwrites it, and the summary counts the
+conflicts and names the first ones. Conflicts are checked before a file is stored, except
+between two versions of one id further apart in the file than --batch records: the second
+one stops the command when it is reached, after the batches before it were stored.
 
 A record's developer_id must name an existing developer (or use --app), and its local times
 (YYYY-MM-DD hh:mm:ss) are read in that developer's time zone; RFC 3339 times with an offset
@@ -274,7 +304,8 @@ Examples:
   ccfs import records.csv
   ccfs import day1.csv day2.csv --app 0123456789abcdef0123456789abcdef
   ccfs import export.txt --format csv --batch 20000
-  ccfs import activity.jsonl --json"
+  ccfs import activity.jsonl --json
+  ccfs import corrections.csv --on-conflict replace"
 )]
 pub struct ImportArgs {
     /// Files to import, in order.
@@ -290,6 +321,9 @@ pub struct ImportArgs {
     #[arg(long, value_name = "N", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
+    /// What to do with a record whose id is stored with different content.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnConflictArg::Fail)]
+    pub on_conflict: OnConflictArg,
     /// Print one JSON object per file instead of a summary line.
     #[arg(long)]
     pub json: bool,

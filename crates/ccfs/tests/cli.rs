@@ -304,7 +304,8 @@ fn import_jsonl_with_blank_lines_and_json_summary() {
     let out = json(&env.ok(&["import", &file, "--json"]));
     assert_eq!(
         out,
-        serde_json::json!({"file": file, "records": 2, "inserted": 2, "alreadyPresent": 0})
+        serde_json::json!({"file": file, "records": 2, "inserted": 2, "alreadyPresent": 0,
+                           "conflicts": 0, "replaced": 0, "conflictIds": []})
     );
     let ndjson = env.write("again.ndjson", text);
     assert_eq!(env.ok(&["import", &ndjson]), summary(&ndjson, 2, 0));
@@ -432,6 +433,142 @@ fn batches_smaller_than_the_file_and_duplicates_inside_it() {
         summary(&file, 25, 20)
     );
     assert_eq!(env.stored("dev-a").len(), 20);
+}
+
+/// [`row`] with another op_type: a corrected version of the record.
+fn corrected(id: &str, dev: &str) -> String {
+    row(id, dev).replace(",4,", ",5,")
+}
+
+fn op_types(env: &Env) -> Vec<(String, String)> {
+    env.stored("dev-a")
+        .into_iter()
+        .map(|r| (r.id, r.op_type))
+        .collect()
+}
+
+#[test]
+fn a_corrected_record_is_a_conflict_that_fails_skips_or_replaces() {
+    let env = Env::new();
+    env.create(&["--name", "A", "--app-id", "dev-a"]);
+    let day1: String = ["c1", "c2", "c3"].map(|id| row(id, "dev-a")).concat();
+    let day1 = env.write("day1.csv", &day1);
+    assert_eq!(env.ok(&["import", &day1]), summary(&day1, 3, 3));
+    let before = op_types(&env);
+
+    // A new record, an unchanged one, two corrected ones (lines 3 and 5).
+    let text = [
+        row("n1", "dev-a"),
+        row("c1", "dev-a"),
+        corrected("c2", "dev-a"),
+        row("n2", "dev-a"),
+        corrected("c3", "dev-a"),
+    ]
+    .concat();
+    let day2 = env.write("day2.csv", &text);
+
+    // fail (the default): the error names FILE:LINE and the id, and nothing of the file is
+    // stored, also when the conflict is in a later batch than new records.
+    for extra in [&[][..], &["--on-conflict", "fail"], &["--batch", "1"]] {
+        let mut args = vec!["import", day2.as_str()];
+        args.extend_from_slice(extra);
+        let err = env.fails(&args);
+        assert!(
+            err.contains(
+                "error: day2.csv:3: id c2: conflicts with a stored record with different content \
+                 (use --on-conflict skip or replace); 2 records of day2.csv conflict: \
+                 c2 (line 3), c3 (line 5)"
+            ),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(op_types(&env), before, "{extra:?}");
+    }
+    // Files before the failing one stay imported; files after it are not read.
+    let first = env.write("first.csv", &row("f1", "dev-a"));
+    let after = env.write("after.csv", &row("f2", "dev-a"));
+    let out = env.run(&["import", &first, &day2, &after]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), summary(&first, 1, 1));
+    assert_eq!(env.stored("dev-a").len(), 4);
+
+    // skip: the rest is stored, the stored versions stay; the summary names the conflicts.
+    assert_eq!(
+        env.ok(&["import", &day2, "--on-conflict", "skip"]),
+        "day2.csv: 5 records, 2 inserted, 1 already present, 2 conflicts skipped (ids c2, c3)\n"
+    );
+    let stored = op_types(&env);
+    assert!(stored.contains(&("c2".into(), "4".into())), "{stored:?}");
+    assert!(stored.contains(&("n2".into(), "4".into())), "{stored:?}");
+    assert_eq!(stored.len(), 6);
+
+    // replace: the file's versions overwrite the stored ones.
+    assert_eq!(
+        json(&env.ok(&["import", &day2, "--on-conflict", "replace", "--json"])),
+        serde_json::json!({"file": day2, "records": 5, "inserted": 0, "alreadyPresent": 3,
+                           "conflicts": 2, "replaced": 2, "conflictIds": ["c2", "c3"]})
+    );
+    let stored = op_types(&env);
+    assert!(stored.contains(&("c2".into(), "5".into())), "{stored:?}");
+    assert!(stored.contains(&("c3".into(), "5".into())), "{stored:?}");
+    assert!(stored.contains(&("c1".into(), "4".into())), "{stored:?}");
+    assert_eq!(stored.len(), 6);
+    // The corrected file is now simply present; the original one conflicts.
+    assert_eq!(env.ok(&["import", &day2]), summary(&day2, 5, 0));
+    let err = env.fails(&["import", &day1]);
+    assert!(
+        err.contains("error: day1.csv:2: id c2: conflicts with a stored record"),
+        "{err}"
+    );
+    assert_eq!(
+        env.ok(&["import", &day1, "--on-conflict", "replace"]),
+        "day1.csv: 3 records, 0 inserted, 1 already present, 2 conflicts replaced (ids c2, c3)\n"
+    );
+
+    let err = env.run(&["import", &day1, "--on-conflict", "overwrite"]);
+    assert_eq!(err.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        err.contains("possible values: fail, skip, replace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_versions_of_an_id_in_one_file() {
+    let env = Env::new();
+    env.create(&["--name", "A", "--app-id", "dev-a"]);
+    let text = [
+        row("d1", "dev-a"),
+        row("d2", "dev-a"),
+        corrected("d1", "dev-a"),
+    ]
+    .concat();
+    let file = env.write("twice.csv", &text);
+    // Within one batch the first pass sees it: nothing is stored.
+    let err = env.fails(&["import", &file]);
+    assert!(
+        err.contains("error: twice.csv:3: id d1: conflicts with a stored record"),
+        "{err}"
+    );
+    assert!(env.stored("dev-a").is_empty());
+    // In different batches it is found while storing: the batches before it stay stored,
+    // and the error says so.
+    let err = env.fails(&["import", &file, "--batch", "2"]);
+    assert!(
+        err.contains(
+            "error: twice.csv:3: id d1: conflicts with a stored record with different content \
+             (use --on-conflict skip or replace); the records of twice.csv before line 3 are \
+             stored, the rest is not"
+        ),
+        "{err}"
+    );
+    assert_eq!(env.stored("dev-a").len(), 2);
+    // With replace, the later version wins.
+    assert_eq!(
+        env.ok(&["import", &file, "--on-conflict", "replace"]),
+        "twice.csv: 3 records, 0 inserted, 2 already present, 1 conflict replaced (id d1)\n"
+    );
+    assert!(op_types(&env).contains(&("d1".into(), "5".into())));
 }
 
 #[cfg(unix)]

@@ -218,6 +218,65 @@ async fn generate_status_download_and_fetch() {
     assert_eq!(a["responseId"], b["responseId"]);
 }
 
+/// `fetch` and `generate --wait` tell how many records the export holds, and say plainly when
+/// it holds none; a polling `fetch` leaves no callback retrying behind it.
+#[tokio::test]
+async fn fetch_and_wait_report_the_record_count_and_warn_when_empty() {
+    let s = setup(200).await;
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let dir_s = out_dir.path().display().to_string();
+    let fetch = |begin: &str, end: &str, json: bool| {
+        let mut args = vec!["fetch", "--begin", begin, "--end", end, "-o", &dir_s];
+        if json {
+            args.push("--json");
+        }
+        s.run(&args)
+    };
+
+    let got = one_json(&fetch(DAY_BEGIN, DAY_END, true));
+    assert_eq!(got["recordCount"], 200, "{got}");
+    let out = fetch(DAY_BEGIN, DAY_END, false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("records: 200"), "{stdout}");
+    assert!(!stderr.contains("no records"), "{stderr}");
+
+    // The placeholder callBackURL cannot be reached; the download superseded its callback.
+    let id = got["responseId"].as_str().expect("responseId").to_owned();
+    let c = s.server.client(&s.app);
+    wait_until(LONG, || async {
+        success_data(&c.status(&id).await.1)["callback"]["state"] == "superseded"
+    })
+    .await;
+
+    // A day without records: the count is 0 and the user is told.
+    let (empty_begin, empty_end) = ("2024-06-01 00:00:00", "2024-06-02 00:00:00");
+    let got = one_json(&fetch(empty_begin, empty_end, true));
+    assert_eq!(got["recordCount"], 0, "{got}");
+    let out = fetch(empty_begin, empty_end, false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("records: 0"), "{stdout}");
+    assert!(
+        stderr.contains("the export holds no records"),
+        "expected a warning: {stderr}"
+    );
+
+    // generate --wait, text and JSON.
+    let out = s.run(&["generate", "--begin", empty_begin, "--end", empty_end, "--wait"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("records:     0"), "{stdout}");
+    assert!(stderr.contains("the export holds no records"), "{stderr}");
+    let got = one_json(&s.run(&[
+        "generate", "--begin", DAY_BEGIN, "--end", DAY_END, "--wait", "--json",
+    ]));
+    assert_eq!(got["recordCount"], 200, "{got}");
+}
+
 #[tokio::test]
 async fn typed_errors_reach_the_user() {
     let s = setup(0).await;

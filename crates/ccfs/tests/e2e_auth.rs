@@ -251,9 +251,76 @@ async fn timestamps_outside_the_window_are_refused_both_ways() {
     }
 }
 
+/// An identical signature is a retry by default: an identical generate (a client signing with
+/// seconds, resending after a time-out) answers the first job's responseId and starts no
+/// second job; status and download are served again.
 #[tokio::test]
-async fn the_same_signed_request_twice_is_a_replay() {
+async fn the_same_signed_request_twice_is_a_retry_of_one_request() {
     let server = server();
+    let receiver = Receiver::start().await;
+    let app = server.create_app(&AppSpec::default());
+    let c = server.client(&app);
+    for millis in [false, true] {
+        let ts = auth::format_timestamp(fresh_millis(), millis);
+        let opts = Opts::new().host_only().timestamp(&ts);
+        let first = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
+        assert_generated(&first, &format!("first send, {ts}"));
+        let again = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
+        assert_generated(&again, &format!("second send, {ts}"));
+        assert_eq!(
+            first.1["resultData"]["responseId"], again.1["resultData"]["responseId"],
+            "an identical signed generate answers the same job ({ts})"
+        );
+        // Status, the same signed request twice: both answered.
+        assert_accepted(&probe(&c, &opts).await, &format!("status, {ts}"));
+        assert_accepted(&probe(&c, &opts).await, &format!("status again, {ts}"));
+    }
+    // One more generate; once its line is in the server's log, so are those before it. Two
+    // generates answered twice each and this one: three jobs, not five.
+    let id = c.generate(generate_body(&receiver)).await;
+    wait_until(LONG, || async { server.log().contains(&id) }).await;
+    let log = server.log();
+    assert_eq!(log.matches("export job queued").count(), 3, "{log}");
+
+    // Download: the same signed request twice gets the file twice.
+    let done = c.wait_state(&id, "succeeded", LONG).await;
+    let name = done["agentOprInfoFileName"].as_str().expect("name");
+    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), false));
+    let one = c.download_with(name, &opts).await;
+    let two = c.download_with(name, &opts).await;
+    for r in [&one, &two] {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(
+            r.header("x-checksum-sha256"),
+            done["sha256"].as_str(),
+            "the zip"
+        );
+    }
+    assert_eq!(one.body, two.body);
+}
+
+/// With `replay = off` nothing is remembered: an identical generate starts a second job.
+#[tokio::test]
+async fn with_replay_off_an_identical_generate_is_a_new_job() {
+    let server = TestServer::start(&[("CCFS_MAX_ACTIVE_JOBS", "1000"), ("CCFS_REPLAY", "off")]);
+    let receiver = Receiver::start().await;
+    let app = server.create_app(&AppSpec::default());
+    let c = server.client(&app);
+    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), false));
+    let first = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
+    let again = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
+    assert_generated(&first, "first");
+    assert_generated(&again, "second");
+    assert_ne!(
+        first.1["resultData"]["responseId"],
+        again.1["resultData"]["responseId"]
+    );
+}
+
+/// With `replay = refuse` the same signature a second time is refused as a replay.
+#[tokio::test]
+async fn with_replay_refuse_the_same_signed_request_twice_is_a_replay() {
+    let server = TestServer::start(&[("CCFS_MAX_ACTIVE_JOBS", "1000"), ("CCFS_REPLAY", "refuse")]);
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
     for millis in [true, false] {
@@ -594,6 +661,44 @@ async fn both_timestamp_forms_and_both_signed_header_sets_are_accepted() {
         // The status interface too.
         assert_accepted(&probe(&c, &opts).await, what);
     }
+}
+
+/// Two public ports write an empty query line into the canonical request when there is no
+/// query. Accepted by default (with the right secret only), refused when switched off.
+#[tokio::test]
+async fn the_empty_query_line_form_is_accepted_with_the_right_secret_only() {
+    let server = server();
+    let receiver = Receiver::start().await;
+    let app = server.create_app(&AppSpec::default());
+    let c = server.client(&app);
+    let port = || Opts::new().host_only().seconds().empty_query_line();
+    assert_accepted(&probe(&c, &port()).await, "status, empty query line");
+    let got = c.call_with(GENERATE, generate_body(&receiver), &port()).await;
+    assert_generated(&got, "generate, empty query line");
+    let r = probe(&c, &port().wrong_secret()).await;
+    assert_refused(
+        &r,
+        AuthError::SignatureMismatch,
+        &[&app.secret],
+        "empty query line, wrong secret",
+    );
+    // With a query the port's form is the SPEC's: nothing changes.
+    assert_accepted(
+        &probe(&c, &port().query("a=1")).await,
+        "empty query line form with a query",
+    );
+
+    let strict = TestServer::start(&[("CCFS_ACCEPT_EMPTY_QUERY_LINE", "false")]);
+    let app = strict.create_app(&AppSpec::default());
+    let c = strict.client(&app);
+    let r = probe(&c, &port()).await;
+    assert_refused(
+        &r,
+        AuthError::SignatureMismatch,
+        &[&app.secret],
+        "empty query line, switched off",
+    );
+    assert_accepted(&probe(&c, &Opts::new()).await, "the SPEC's form, switched off");
 }
 
 #[tokio::test]

@@ -825,6 +825,129 @@ async fn import_codes_roles_and_atomic_batches() {
     assert_eq!(cti.import_ok(&[good("x0")]).await, (1, 0));
 }
 
+/// SPEC section 9: a record whose id is stored with different content is a conflict. By
+/// default the batch stores nothing and the answer names it; `onConflict` `skip` keeps the
+/// stored record, `replace` overwrites it, and the answer counts and names the conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_conflicts_fail_skip_or_replace() {
+    let server = TestServer::start(&[]);
+    let a = server.create_app(&AppSpec {
+        name: "A",
+        timezone: Some("Asia/Shanghai"),
+        ..Default::default()
+    });
+    let ing = server.create_app(&AppSpec {
+        name: "CTI",
+        roles: &["ingest"],
+        ..Default::default()
+    });
+    let cti = server.client(&ing);
+    let ok = StatusCode::OK;
+    let good = |id: &str| record(id, &a.app_id, "2024-05-01 10:00:00", "2024-05-01 10:05:00");
+    let mut k2_fixed = good("k2");
+    k2_fixed["op_type"] = json!("3");
+    let mut k1_fixed = good("k1");
+    k1_fixed["end_time"] = json!("2024-05-01 10:06:00");
+    let import = |records: Vec<Value>, on_conflict: Option<&str>| {
+        let mut body = json!({ "records": records });
+        if let Some(c) = on_conflict {
+            body["onConflict"] = json!(c);
+        }
+        let cti = &cti;
+        async move { cti.call(IMPORT, body).await }
+    };
+    let data = |got: (StatusCode, Value)| {
+        assert_eq!(got.0, ok, "{}", got.1);
+        success_data(&got.1).clone()
+    };
+    assert_eq!(cti.import_ok(&[good("k1"), good("k2")]).await, (2, 0));
+
+    // An unchanged resend is no conflict, whatever onConflict says.
+    assert_eq!(
+        data(import(vec![good("k1"), good("k2")], Some("fail")).await),
+        json!({"inserted": 0, "alreadyPresent": 2, "conflicts": 0, "replaced": 0, "conflictIds": []})
+    );
+
+    // fail, by default or by name: 0300004 naming the first conflicting record, and nothing
+    // of the batch is stored (k3 stays new).
+    let batch = vec![good("k3"), good("k1"), k2_fixed.clone()];
+    let one = format!(
+        "{} It conflicts with a stored record with different content; 1 record of the batch \
+         conflicts (id k2); nothing was stored. Send onConflict skip or replace.",
+        bad_format("records[2].id")
+    );
+    assert_error(&import(batch.clone(), None).await, ok, "0300004", &one);
+    assert_error(
+        &import(batch.clone(), Some("fail")).await,
+        ok,
+        "0300004",
+        &one,
+    );
+    let two = format!(
+        "{} It conflicts with a stored record with different content; 2 records of the batch \
+         conflict (ids k1, k2); nothing was stored. Send onConflict skip or replace.",
+        bad_format("records[0].id")
+    );
+    assert_error(
+        &import(vec![k1_fixed.clone(), good("k4"), k2_fixed.clone()], None).await,
+        ok,
+        "0300004",
+        &two,
+    );
+
+    // A bad onConflict is refused before anything is looked at.
+    assert_error(
+        &import(batch.clone(), Some("overwrite")).await,
+        ok,
+        "0300004",
+        &bad_format("onConflict"),
+    );
+    assert_error(
+        &import(batch.clone(), Some("")).await,
+        ok,
+        "0300002",
+        &empty("onConflict"),
+    );
+
+    // skip: the rest is stored, the stored record stays.
+    assert_eq!(
+        data(import(batch.clone(), Some("skip")).await),
+        json!({"inserted": 1, "alreadyPresent": 1, "conflicts": 1, "replaced": 0, "conflictIds": ["k2"]})
+    );
+    assert_eq!(
+        cti.import_ok(&[good("k3"), good("k2")]).await,
+        (0, 2),
+        "k3 stored once, k2 unchanged"
+    );
+
+    // replace: the new content overwrites the stored record.
+    assert_eq!(
+        data(
+            import(
+                vec![k2_fixed.clone(), good("k3"), k1_fixed.clone()],
+                Some("replace")
+            )
+            .await
+        ),
+        json!({"inserted": 0, "alreadyPresent": 1, "conflicts": 2, "replaced": 2, "conflictIds": ["k2", "k1"]})
+    );
+    // The corrected records are what is stored now: sent again they are present, and the
+    // old versions conflict.
+    assert_eq!(
+        cti.import_ok(&[k2_fixed.clone(), k1_fixed.clone()]).await,
+        (0, 2)
+    );
+    let got = import(vec![good("k2")], None).await;
+    assert_eq!(got.1["resultCode"], "0300004", "{}", got.1);
+    assert!(
+        got.1["resultDesc"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(&bad_format("records[0].id"))),
+        "{}",
+        got.1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let server = TestServer::start(&[]);

@@ -191,6 +191,39 @@ fn check_callback(cb: &ReceivedCallback, app: &App, path: &str, query: Option<&s
         cb.verify("some other secret").is_err(),
         "verification must depend on the secret"
     );
+    assert_java_signer_rebuilds(cb, app);
+}
+
+/// A receiver that verifies as the public Java signers do: they keep the instant, not the
+/// text, and can only write it as `yyyy-MM-dd'T'HH:mm:ss'Z'`. Signing the callback again that
+/// way must give its `Authorization` exactly.
+fn assert_java_signer_rebuilds(cb: &ReceivedCallback, app: &App) {
+    let value = cb.header("authorization").expect("callback Authorization");
+    let parsed = ccfs_protocol::auth::AuthHeader::parse(value).expect("auth-v2 header");
+    let rebuilt = ccfs_protocol::auth::format_timestamp(parsed.time(), false);
+    let parts = ccfs_protocol::auth::RequestParts {
+        method: &cb.method,
+        path: &cb.path,
+        query: cb.query.as_deref(),
+        body: &cb.body,
+    };
+    let header = |n: &str| cb.header(n).unwrap_or_default().to_owned();
+    let resigned = ccfs_protocol::auth::sign(
+        &app.app_id,
+        &app.secret,
+        &rebuilt,
+        &parts,
+        &[
+            ("content-length", &header("content-length")),
+            ("content-type", &header("content-type")),
+            ("host", &header("host")),
+        ],
+    );
+    assert_eq!(
+        value, resigned,
+        "a seconds-only signer must rebuild the callback's signature (timestamp {})",
+        parsed.timestamp
+    );
 }
 
 /// Checks the headers of a whole-file download and returns the bytes.
@@ -640,6 +673,8 @@ async fn an_export_of_250001_records_is_split_into_three_parts() {
     assert_eq!(st["recordCount"], N, "{st}");
     assert_eq!(st["fileCount"], 3, "{st}");
     let name = st["agentOprInfoFileName"].as_str().unwrap().to_owned();
+    // The callback first: a download would supersede a callback not yet delivered.
+    callback_for(&rx, &id).await;
     let zip = check_download(&client.download(&name, None).await, &name);
 
     let mut entries = unzip(&zip);
@@ -671,7 +706,69 @@ async fn an_export_of_250001_records_is_split_into_three_parts() {
         }
     }
     assert_eq!(next, N);
-    callback_for(&rx, &id).await;
+}
+
+/// A callback that nobody receives (the placeholder URL of a polling client) stops once the
+/// file's owner has downloaded the whole file: status says `superseded` and no attempt follows.
+/// A download that stops short of the end supersedes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downloaded_files_pending_callback_is_superseded() {
+    let server = TestServer::start(&[
+        ("CCFS_CALLBACK_INITIAL_BACKOFF_SECS", "1"),
+        ("CCFS_CALLBACK_MAX_BACKOFF_SECS", "1"),
+    ]);
+    let a = server.create_app(&AppSpec {
+        name: "A",
+        ..Default::default()
+    });
+    let ing = server.create_app(&AppSpec {
+        name: "CTI",
+        roles: &["ingest"],
+        ..Default::default()
+    });
+    server
+        .client(&ing)
+        .import_ok(&[record(
+            "x1",
+            &a.app_id,
+            "2024-05-01 10:00:00",
+            "2024-05-01 10:01:00",
+        )])
+        .await;
+    let rx = Receiver::start().await;
+    rx.set_failing(true);
+    let client = server.client(&a);
+    let id = client
+        .generate(json!({"beginTime": "2024-05-01 00:00:00", "endTime": "2024-05-02 00:00:00", "callBackURL": rx.url("/cb")}))
+        .await;
+    let st = client.wait_state(&id, "succeeded", LONG).await;
+    let name = st["agentOprInfoFileName"].as_str().unwrap().to_owned();
+    let callback = |v: &Value| success_data(v)["callback"].clone();
+    rx.wait_for(1, LONG).await;
+
+    // The first bytes only: still pending.
+    let r = client.download(&name, Some("bytes=0-9")).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{}", r.text());
+    let (_, v) = client.status(&id).await;
+    assert_eq!(callback(&v)["state"], "pending", "{v}");
+
+    // The whole file: superseded.
+    check_download(&client.download(&name, None).await, &name);
+    wait_until(LONG, || async {
+        callback(&client.status(&id).await.1)["state"] == "superseded"
+    })
+    .await;
+    // An attempt already in flight may still land; after that, nothing more comes, although
+    // a pending callback would be retried every second.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, before) = client.status(&id).await;
+    let received = rx.received().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, after) = client.status(&id).await;
+    assert_eq!(rx.received().len(), received, "no attempt after superseding");
+    assert_eq!(callback(&after), callback(&before), "{after}");
+    assert_eq!(callback(&after)["state"], "superseded", "{after}");
+    assert_eq!(success_data(&after)["state"], "succeeded", "{after}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

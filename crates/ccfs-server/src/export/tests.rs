@@ -18,7 +18,8 @@ use super::*;
 use crate::blobs::Blobs;
 use crate::state::{AppState, DownloadSlots};
 use crate::store::{
-    Attempt, CreateJob, Developer, JobState, NewJob, RecordQuery, Store, StoreResult,
+    Attempt, CreateJob, Developer, InsertOutcome, JobState, NewJob, OnConflict, RecordQuery, Store,
+    StoreResult,
 };
 use crate::tenants::{MasterKey, Tenants};
 
@@ -123,7 +124,10 @@ impl Store for FakeStore {
     async fn update_developer(&self, _: &Developer) -> StoreResult<()> {
         unimplemented!()
     }
-    async fn insert_records(&self, _: &[Record]) -> StoreResult<u64> {
+    async fn insert_records(&self, _: &[Record], _: OnConflict) -> StoreResult<InsertOutcome> {
+        unimplemented!()
+    }
+    async fn check_records(&self, _: &[Record], _: OnConflict) -> StoreResult<InsertOutcome> {
         unimplemented!()
     }
     fn stream_records(&self, _: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
@@ -226,6 +230,9 @@ impl Store for FakeStore {
         unimplemented!()
     }
     async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>> {
+        unimplemented!()
+    }
+    async fn supersede_callback(&self, _: &ResponseId) -> StoreResult<bool> {
         unimplemented!()
     }
     async fn remember_signature(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
@@ -566,7 +573,14 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
         .await
         .unwrap();
     let records: Vec<Record> = (0..7).map(record).collect();
-    assert_eq!(store.insert_records(&records).await.unwrap(), 7);
+    assert_eq!(
+        store
+            .insert_records(&records, OnConflict::Fail)
+            .await
+            .unwrap()
+            .inserted,
+        7
+    );
     let mut job = new_job(11, "Europe/Berlin", Some("acc1"));
     job.query.begin = records[0].begin_time;
     job.query.end = records[6].begin_time; // half-open: the last record is left out

@@ -2,25 +2,31 @@
 //! the developer it belongs to, with the body bytes it was verified over.
 //!
 //! Order of checks: header shape, clock window, access key (unknown, disabled), signature
-//! (current secret, then the previous one during its grace period), and only then the replay
-//! cache, so that garbage signatures never fill it.
+//! (current secret, then the previous one during its grace period; for each, the SPEC's
+//! canonical form, then the empty-query-line form of some public ports when allowed), and only
+//! then, with `replay = refuse`, the replay cache, so that garbage signatures never fill it.
+//! With `replay = retry` (the default) an identical signature is a retry: the handlers make it
+//! harmless (generate keys its job by the signature; download and status just answer again).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
-use ccfs_protocol::auth::{check_clock, AuthError, AuthHeader, RequestParts};
+use ccfs_protocol::auth::{check_clock, AuthError, AuthHeader, QueryLine, RequestParts};
 use ccfs_protocol::{ApiError, ResultCode};
 use jiff::Timestamp;
 
 use super::error::HttpError;
+use crate::config::ReplayPolicy;
 use crate::state::AppState;
 use crate::store::{Developer, Role};
 
 /// A request whose signature was verified.
 pub struct Signed {
     pub developer: Developer,
+    /// The request's signature: with `replay = retry`, the same value means the same request.
+    pub signature: String,
     pub body: Bytes,
     pub content_type: Option<String>,
     pub headers: HeaderMap,
@@ -88,15 +94,20 @@ impl FromRequest<Arc<AppState>> for Signed {
                 header_str(&headers, name)
             }
         };
+        let forms: &[QueryLine] = if state.config.accept_empty_query_line {
+            &[QueryLine::OmittedWhenEmpty, QueryLine::AlwaysWritten]
+        } else {
+            &[QueryLine::OmittedWhenEmpty]
+        };
         let mut outcome = Err(AuthError::SignatureMismatch);
         for secret in state.tenants.secrets(&developer, now)? {
-            outcome = auth.verify(&secret, &request, lookup);
+            outcome = auth.verify_in(forms, &secret, &request, lookup);
             if outcome != Err(AuthError::SignatureMismatch) {
                 break;
             }
         }
         outcome?;
-        if state.config.replay_protection
+        if state.config.replay == ReplayPolicy::Refuse
             && !state
                 .store
                 .remember_signature(&auth.signature, auth.time() + state.config.auth_window())
@@ -107,6 +118,7 @@ impl FromRequest<Arc<AppState>> for Signed {
         let content_type = header_str(&headers, "content-type");
         Ok(Signed {
             developer,
+            signature: auth.signature,
             body,
             content_type,
             headers,

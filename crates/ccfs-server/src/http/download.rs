@@ -72,7 +72,7 @@ pub async fn handle(
     result
 }
 
-async fn download(state: &AppState, signed: &Signed) -> Result<Response, HttpError> {
+async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, HttpError> {
     signed.require(Role::Export)?;
     let name = parse_download(&open_body(signed)?)?;
     let job = state.store.job(&name.response_id()).await?;
@@ -124,10 +124,41 @@ async fn download(state: &AppState, signed: &Signed) -> Result<Response, HttpErr
         }
         Err(e) => return Err(e.into()),
     };
+    // Once the last byte of the file has gone out, the owner has the file: a callback still
+    // being retried has no purpose left. Stopping it is a store write, done on its own task so
+    // the end of the body is not held up by it.
+    let mut to_send = (range.end == size).then_some(range.end - range.start);
+    let on_complete = {
+        let state = Arc::clone(state);
+        let id = name.response_id();
+        move || {
+            tokio::spawn(async move {
+                match state.store.supersede_callback(&id).await {
+                    Ok(true) => tracing::info!(response_id = %id, "file downloaded: pending callback superseded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(response_id = %id, "superseding the callback: {e}"),
+                }
+            });
+        }
+    };
+    let mut on_complete = Some(on_complete);
+    if to_send == Some(0) {
+        if let Some(f) = on_complete.take() {
+            f();
+        }
+    }
     // The slot lives as long as the body stream: until the last byte is sent or the client
     // goes away.
     let body = Body::from_stream(stream.map(move |chunk| {
         let _held = &slot;
+        if let (Ok(bytes), Some(left)) = (&chunk, to_send.as_mut()) {
+            *left = left.saturating_sub(bytes.len() as u64);
+            if *left == 0 {
+                if let Some(f) = on_complete.take() {
+                    f();
+                }
+            }
+        }
         chunk
     }));
     let mut response = Response::new(body);

@@ -13,15 +13,18 @@ use sha2::{Digest, Sha256};
 use super::auth::Signed;
 use super::error::HttpError;
 use super::{open_body, respond};
+use crate::config::ReplayPolicy;
 use crate::state::AppState;
 use crate::store::{CreateJob, NewJob, RecordQuery, Role};
 
 const INTERFACE: &str = "generate";
 
-/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn idempotency_key(signed: &Signed) -> Result<Option<String>, HttpError> {
+/// The key that makes a repeated generate answer its first job: the `Idempotency-Key` header
+/// (1–255 visible ASCII characters) when sent; otherwise, with `replay = retry`, the signature
+/// itself, since an identical signature can only carry the same method, path, host and body.
+fn idempotency_key(signed: &Signed, replay: ReplayPolicy) -> Result<Option<String>, HttpError> {
     let Some(v) = signed.headers.get("idempotency-key") else {
-        return Ok(None);
+        return Ok((replay == ReplayPolicy::Retry).then(|| format!("auth-v2:{}", signed.signature)));
     };
     let key = v
         .to_str()
@@ -58,7 +61,7 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
         .to_instants(&tz)
         .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "beginTime"))?;
     let idempotency =
-        idempotency_key(signed)?.map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
+        idempotency_key(signed, state.config.replay)?.map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
     let now = Timestamp::now();
     let response_id = ResponseId::from_bytes(rand::random());
     let developer_id: AppId = dev.app_id.clone();

@@ -1,12 +1,17 @@
 //! `POST /CCFS/resource/ccfs/importAgentOprInfoData` (this project's extension, SPEC section 9):
 //! the CTI platform's way in. All or nothing: a batch with an invalid record stores nothing and
-//! the answer names the record and the field.
+//! the answer names the record and the field. A record whose id is stored with different
+//! content is a conflict: `onConflict` `fail` (the default) stores nothing of the batch and
+//! answers `0300004` naming the first one (see [`conflict_error`]); `skip` and `replace` store
+//! the batch and count the conflicts in the answer.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use ccfs_protocol::messages::{parse_import, record_error, ImportData};
+use ccfs_protocol::messages::{
+    conflict_error, parse_import, record_error, ImportData, ImportRequest,
+};
 use ccfs_protocol::{ApiError, ResultCode};
 
 use super::auth::Signed;
@@ -27,7 +32,10 @@ pub async fn handle(
 
 async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpError> {
     signed.require(Role::Ingest)?;
-    let raws = parse_import(&open_body(signed)?)?;
+    let ImportRequest {
+        records: raws,
+        on_conflict,
+    } = parse_import(&open_body(signed)?)?;
     let mut ingest = Ingest::new(state.store.clone());
     let mut records = Vec::with_capacity(raws.len());
     for (i, raw) in raws.into_iter().enumerate() {
@@ -43,10 +51,24 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
             Err(IngestError::Store(e)) => return Err(e.into()),
         }
     }
-    let inserted = ingest.insert(&records).await?;
-    metrics::counter!("ccfs_imported_records_total").increment(inserted);
+    let outcome = ingest.insert(&records, on_conflict).await?;
+    if outcome.conflicts > 0 {
+        metrics::counter!("ccfs_import_conflicts_total", "on_conflict" => on_conflict.as_str())
+            .increment(outcome.conflicts);
+    }
+    if outcome.failed(on_conflict) {
+        return Err(conflict_error(outcome.conflicts, &outcome.first_conflicts).into());
+    }
+    metrics::counter!("ccfs_imported_records_total").increment(outcome.inserted);
     Ok(ImportData {
-        inserted,
-        already_present: records.len() as u64 - inserted,
+        inserted: outcome.inserted,
+        already_present: outcome.already_present,
+        conflicts: outcome.conflicts,
+        replaced: outcome.replaced,
+        conflict_ids: outcome
+            .first_conflicts
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect(),
     })
 }

@@ -12,8 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::{civil, SignedDuration, Timestamp};
 
 use super::{
-    Attempt, Callback, CallbackState, CreateJob, Developer, Job, JobOutcome, JobState, NewJob,
-    RecordQuery, Role, Store, StoreError,
+    Attempt, Callback, CallbackState, CreateJob, Developer, InsertOutcome, Job, JobOutcome,
+    JobState, NewJob, OnConflict, RecordQuery, Role, Store, StoreError, MAX_CONFLICTS_LISTED,
 };
 
 /// 2024-05-01T00:00:00Z.
@@ -259,47 +259,61 @@ pub async fn developers(store: Arc<dyn Store>) {
     assert_eq!(store.developers().await.expect("list"), vec![a, b2]);
 }
 
+/// Stores `records` and returns `(inserted, already present, conflicts, replaced)`, after
+/// checking that `check_records` predicted exactly that outcome.
+async fn insert(
+    store: &Arc<dyn Store>,
+    records: &[Record],
+    on_conflict: OnConflict,
+) -> (u64, u64, u64, u64) {
+    let o = insert_outcome(store, records, on_conflict).await;
+    (o.inserted, o.already_present, o.conflicts, o.replaced)
+}
+
+async fn insert_outcome(
+    store: &Arc<dyn Store>,
+    records: &[Record],
+    on_conflict: OnConflict,
+) -> InsertOutcome {
+    let predicted = store
+        .check_records(records, on_conflict)
+        .await
+        .expect("check");
+    let o = store
+        .insert_records(records, on_conflict)
+        .await
+        .expect("insert");
+    assert_eq!(predicted, o, "check_records predicted another outcome");
+    o
+}
+
 pub async fn records_insert(store: Arc<dyn Store>) {
+    use OnConflict::*;
     let all = |store: Arc<dyn Store>| async move {
         collect(&store, query("d1", BASE - 1000, BASE + 100_000, None, None)).await
     };
-    assert_eq!(store.insert_records(&[]).await.expect("insert nothing"), 0);
+    assert_eq!(insert(&store, &[], Fail).await, (0, 0, 0, 0));
 
     let r1 = record("d1", "r1", BASE, "acc1", "a1");
     let r2 = record("d1", "r2", BASE + 1, "acc1", "a1");
     let r3 = record("d1", "r3", BASE + 2, "acc1", "a1");
     let r4 = record("d1", "r4", BASE + 3, "acc1", "a1");
     assert_eq!(
-        store
-            .insert_records(&[r1.clone(), r2.clone(), r3.clone()])
-            .await
-            .expect("insert"),
-        3
+        insert(&store, &[r1.clone(), r2.clone(), r3.clone()], Fail).await,
+        (3, 0, 0, 0)
     );
 
     // r2 is stored already, r4 comes twice: one new row.
     assert_eq!(
-        store
-            .insert_records(&[r2.clone(), r4.clone(), r4.clone()])
-            .await
-            .expect("insert"),
-        1
+        insert(&store, &[r2.clone(), r4.clone(), r4.clone()], Fail).await,
+        (1, 2, 0, 0)
     );
-
-    // A duplicate id is skipped, not updated.
-    let mut changed = r1.clone();
-    changed.op_type = "3".into();
-    changed.begin_time = at_s(BASE + 50);
-    assert_eq!(store.insert_records(&[changed]).await.expect("insert"), 0);
     assert_eq!(all(store.clone()).await, vec![r1.clone(), r2, r3, r4]);
 
     // The same id belongs to each developer separately.
     assert_eq!(
-        store
-            .insert_records(&[record("d2", "r1", BASE, "acc1", "a1")])
-            .await
-            .expect("insert"),
-        1
+        insert(&store, &[record("d2", "r1", BASE, "acc1", "a1")], Fail).await,
+        (1, 0, 0, 0)
     );
 
     // More than one statement's worth, with duplicates of earlier rows and within the batch.
@@ -308,12 +322,158 @@ pub async fn records_insert(store: Arc<dyn Store>) {
         .collect();
     big.push(r1.clone());
     big.push(big[1234].clone());
-    assert_eq!(store.insert_records(&big).await.expect("insert big"), 2500);
-    assert_eq!(
-        store.insert_records(&big).await.expect("insert big again"),
-        0
-    );
+    assert_eq!(insert(&store, &big, Fail).await, (2500, 2, 0, 0));
+    assert_eq!(insert(&store, &big, Fail).await, (0, 2502, 0, 0));
     assert_eq!(all(store.clone()).await.len(), 2504);
+}
+
+/// A record whose id is stored with different content: `Fail` stores nothing of the batch
+/// and names the conflicts, `Skip` keeps the stored version, `Replace` overwrites it; an
+/// unchanged resend is never a conflict.
+pub async fn records_conflicts(store: Arc<dyn Store>) {
+    use OnConflict::*;
+    let all = |store: Arc<dyn Store>| async move {
+        collect(&store, query("d1", BASE - 1000, BASE + 100_000, None, None)).await
+    };
+    let r1 = record("d1", "r1", BASE, "acc1", "a1");
+    let r2 = record("d1", "r2", BASE + 1, "acc1", "a1");
+    assert_eq!(
+        insert(&store, &[r1.clone(), r2.clone()], Fail).await,
+        (2, 0, 0, 0)
+    );
+
+    // Any column counts, the times too (at whole seconds: a finer part is not a change).
+    let mut fraction = r1.clone();
+    fraction.begin_time = at_ms(BASE * 1000 + 999);
+    assert_eq!(insert(&store, &[fraction], Fail).await, (0, 1, 0, 0));
+    let mut corrected = r1.clone();
+    corrected.op_type = "3".into();
+    corrected.begin_time = at_s(BASE + 50);
+    let mut last_column = r2.clone();
+    last_column.skill_info_sn = "9".into();
+    let mut end = r2.clone();
+    end.end_time = at_s(BASE + 2);
+
+    // Fail: nothing of the batch is stored, not even the new record before the conflict.
+    let r3 = record("d1", "r3", BASE + 2, "acc1", "a1");
+    let o = insert_outcome(
+        &store,
+        &[
+            r3.clone(),
+            corrected.clone(),
+            r2.clone(),
+            last_column.clone(),
+        ],
+        Fail,
+    )
+    .await;
+    assert_eq!(
+        o,
+        InsertOutcome {
+            conflicts: 2,
+            first_conflicts: vec![(1, "r1".into()), (3, "r2".into())],
+            ..InsertOutcome::default()
+        }
+    );
+    assert_eq!(all(store.clone()).await, vec![r1.clone(), r2.clone()]);
+    assert_eq!(insert(&store, &[end.clone()], Fail).await, (0, 0, 1, 0));
+
+    // Skip: the rest is stored, the stored versions stay.
+    assert_eq!(
+        insert(
+            &store,
+            &[
+                r3.clone(),
+                corrected.clone(),
+                r2.clone(),
+                last_column.clone()
+            ],
+            Skip
+        )
+        .await,
+        (1, 1, 2, 0)
+    );
+    assert_eq!(
+        all(store.clone()).await,
+        vec![r1.clone(), r2.clone(), r3.clone()]
+    );
+
+    // Replace: the new content is stored, read back in every column.
+    let o = insert_outcome(
+        &store,
+        &[corrected.clone(), r3.clone(), end.clone()],
+        Replace,
+    )
+    .await;
+    assert_eq!(
+        (o.inserted, o.already_present, o.conflicts, o.replaced),
+        (0, 1, 2, 2)
+    );
+    assert_eq!(o.first_conflicts, vec![(0, "r1".into()), (2, "r2".into())]);
+    assert_eq!(
+        all(store.clone()).await,
+        vec![end.clone(), r3.clone(), corrected.clone()]
+    );
+    // Sent again unchanged, the corrected record is simply present.
+    assert_eq!(
+        insert(&store, &[corrected.clone(), end.clone()], Fail).await,
+        (0, 2, 0, 0)
+    );
+
+    // Within one batch: a second version of a new id conflicts with the first. With Replace
+    // each record is compared with the one before it, and the last one wins.
+    let n1 = record("d1", "n1", BASE + 3, "acc1", "a1");
+    let mut n1b = n1.clone();
+    n1b.agent_id = "a2".into();
+    assert_eq!(
+        insert(&store, &[n1.clone(), n1b.clone()], Fail).await,
+        (0, 0, 1, 0)
+    );
+    assert_eq!(all(store.clone()).await.len(), 3);
+    assert_eq!(
+        insert(&store, &[n1.clone(), n1b.clone(), n1.clone()], Skip).await,
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        insert(&store, &[n1b.clone(), n1.clone(), n1b.clone()], Replace).await,
+        (0, 0, 3, 3)
+    );
+    let stored = all(store.clone()).await;
+    assert_eq!(stored.iter().find(|r| r.id == "n1"), Some(&n1b));
+
+    // The same id of another developer is not a conflict.
+    let mut other = corrected.clone();
+    other.developer_id = "d9".into();
+    other.op_type = "7".into();
+    assert_eq!(insert(&store, &[other], Fail).await, (1, 0, 0, 0));
+
+    // Across statements: conflicts past the first thousand records are found and counted in
+    // full, and listed up to the limit, by their index in the whole batch.
+    let big: Vec<Record> = (0..2500)
+        .map(|i| record("d5", &format!("b{i:05}"), BASE + i, "acc1", "a1"))
+        .collect();
+    assert_eq!(insert(&store, &big, Fail).await, (2500, 0, 0, 0));
+    let mut changed = big.clone();
+    for r in changed.iter_mut().skip(1100).step_by(100) {
+        r.phone_no = "changed".into();
+    }
+    changed.push(record("d5", "new", BASE, "acc1", "a1"));
+    let o = insert_outcome(&store, &changed, Fail).await;
+    assert_eq!((o.inserted, o.conflicts), (0, 14));
+    assert_eq!(o.first_conflicts.len(), MAX_CONFLICTS_LISTED);
+    assert_eq!(o.first_conflicts[0], (1100, "b01100".into()));
+    assert_eq!(o.first_conflicts[9], (2000, "b02000".into()));
+    let o = insert_outcome(&store, &changed, Replace).await;
+    assert_eq!(
+        (o.inserted, o.already_present, o.conflicts, o.replaced),
+        (1, 2486, 14, 14)
+    );
+    let stored = collect(&store, query("d5", BASE - 10, BASE + 10_000, None, None)).await;
+    assert_eq!(
+        stored.iter().filter(|r| r.phone_no == "changed").count(),
+        14
+    );
+    assert_eq!(stored.len(), 2501);
 }
 
 pub async fn records_stream(store: Arc<dyn Store>) {
@@ -328,7 +488,10 @@ pub async fn records_stream(store: Arc<dyn Store>) {
     ];
     records[1].skill_info_sn = "3".into();
     records[2].account_id = "acc1".into();
-    store.insert_records(&records).await.expect("insert");
+    store
+        .insert_records(&records, OnConflict::Fail)
+        .await
+        .expect("insert");
 
     let got = collect(&store, query("d1", BASE, BASE + 20, None, None)).await;
     assert_eq!(
@@ -382,7 +545,10 @@ pub async fn records_stream(store: Arc<dyn Store>) {
             )
         })
         .collect();
-    store.insert_records(&many).await.expect("insert many");
+    store
+        .insert_records(&many, OnConflict::Fail)
+        .await
+        .expect("insert many");
     let got = collect(&store, query("d3", BASE, BASE + 10_000, None, None)).await;
     let mut expected = keys(&many);
     expected.sort();
@@ -855,6 +1021,62 @@ pub async fn callbacks(store: Arc<dyn Store>) {
     }
 }
 
+pub async fn callbacks_superseded(store: Arc<dyn Store>) {
+    let ms = |offset: i64| BASE * 1000 + offset;
+    let (j1, _) = finished_job(&store, 1, ms(10_000), ms(1_000_000)).await;
+    let (j2, _) = finished_job(&store, 2, ms(10_000), ms(1_000_000)).await;
+    store
+        .record_attempt(&j2.response_id, &Attempt::Delivered)
+        .await
+        .expect("delivered");
+
+    // A pending callback stops; a settled one stays as it is; asking twice changes nothing.
+    assert!(store
+        .supersede_callback(&j1.response_id)
+        .await
+        .expect("supersede"));
+    assert!(!store
+        .supersede_callback(&j1.response_id)
+        .await
+        .expect("supersede again"));
+    assert!(!store
+        .supersede_callback(&j2.response_id)
+        .await
+        .expect("supersede delivered"));
+    assert!(!store.supersede_callback(&rid(99)).await.expect("unknown"));
+    let state = |j: Job| j.callback.expect("callback").state;
+    assert_eq!(
+        state(job(&store, &j1.response_id).await),
+        CallbackState::Superseded
+    );
+    assert_eq!(
+        state(job(&store, &j2.response_id).await),
+        CallbackState::Delivered
+    );
+
+    // Neither due nor claimed any more, and a late report of an attempt in flight is ignored.
+    assert_eq!(store.next_callback_at().await.expect("next"), None);
+    assert!(store
+        .claim_callbacks(at_ms(ms(99_000_000)), at_ms(ms(99_060_000)), 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    store
+        .record_attempt(
+            &j1.response_id,
+            &Attempt::Retry {
+                next_attempt_at: at_ms(ms(200_000)),
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .expect("late retry");
+    assert_eq!(
+        state(job(&store, &j1.response_id).await),
+        CallbackState::Superseded
+    );
+}
+
 pub async fn expiry(store: Arc<dyn Store>) {
     let ms = |offset: i64| BASE * 1000 + offset;
     let (j1, _) = finished_job(&store, 1, ms(10_000), ms(500_000)).await;
@@ -1038,12 +1260,12 @@ pub async fn concurrency(store: Arc<dyn Store>) {
         .map(|_| {
             let store = store.clone();
             let batch = batch.clone();
-            tokio::spawn(async move { store.insert_records(&batch).await })
+            tokio::spawn(async move { store.insert_records(&batch, OnConflict::Fail).await })
         })
         .collect();
     let mut inserted = 0;
     for t in tasks {
-        inserted += t.await.expect("task").expect("insert");
+        inserted += t.await.expect("task").expect("insert").inserted;
     }
     assert_eq!(inserted, 500);
 }
@@ -1055,10 +1277,12 @@ macro_rules! conformance_tests {
         $crate::store::conformance::conformance_tests!(@each $fresh;
             store_developers => developers,
             store_records_insert => records_insert,
+            store_records_conflicts => records_conflicts,
             store_records_stream => records_stream,
             store_jobs_create => jobs_create,
             store_jobs_lifecycle => jobs_lifecycle,
             store_callbacks => callbacks,
+            store_callbacks_superseded => callbacks_superseded,
             store_expiry => expiry,
             store_replay_and_purge => replay_and_purge,
         );

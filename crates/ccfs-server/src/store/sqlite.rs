@@ -20,6 +20,7 @@
 //! cache) is stored as unix milliseconds and round-trips at millisecond precision: finer parts
 //! are truncated on write.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -37,8 +38,8 @@ use sqlx::{Arguments, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 
 use super::{
-    Attempt, Callback, CallbackState, CreateJob, Developer, Job, JobOutcome, JobState, NewJob,
-    RecordQuery, Role, Store, StoreError, StoreResult,
+    Attempt, Callback, CallbackState, CreateJob, Developer, InsertOutcome, Job, JobOutcome,
+    JobState, NewJob, OnConflict, RecordQuery, Role, Store, StoreError, StoreResult,
 };
 
 /// Reading connections. Each running export holds one for as long as it streams; the HTTP
@@ -370,14 +371,171 @@ impl RecordRow {
     }
 
     #[rustfmt::skip]
-    fn into_record(self) -> StoreResult<Record> {
+    fn into_version(self) -> Version {
         let RecordRow(t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, begin, end) = self;
+        Version {
+            texts: [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18],
+            begin,
+            end,
+        }
+    }
+
+    fn into_record(self) -> StoreResult<Record> {
+        let v = self.into_version();
         Ok(Record::from_texts(
-            [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18],
-            from_second(begin, "record begin_time")?,
-            from_second(end, "record end_time")?,
+            v.texts,
+            from_second(v.begin, "record begin_time")?,
+            from_second(v.end, "record end_time")?,
         ))
     }
+}
+
+/// A record as stored: its texts in [`RECORD_TEXT_COLUMNS`] order and its times in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+    texts: [String; 19],
+    begin: i64,
+    end: i64,
+}
+
+impl Version {
+    fn of(r: &Record) -> Self {
+        Version {
+            texts: r.texts().map(str::to_owned),
+            begin: floor_second(r.begin_time),
+            end: floor_second(r.end_time),
+        }
+    }
+
+    /// Whether `r` would be stored as this version: all 21 columns equal.
+    fn stores(&self, r: &Record) -> bool {
+        self.begin == floor_second(r.begin_time)
+            && self.end == floor_second(r.end_time)
+            && self.texts.iter().zip(r.texts()).all(|(a, b)| a == b)
+    }
+}
+
+/// The current version of each `(developer_id, id)` a batch has named so far.
+type Versions = HashMap<(String, String), Version>;
+
+/// The stored versions of the records a chunk names: one value, a JSON array like a page of
+/// [`record_page_sql`], for one parameter, a JSON array of `[developer_id, id]` pairs. The
+/// pairs drive the join (`CROSS JOIN` keeps them the outer loop), so each costs one lookup in
+/// the `(developer_id, id)` index; a pair named twice comes back twice.
+fn stored_versions_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        // Qualified: json_each has an `id` column of its own.
+        let columns = RECORD_TEXT_COLUMNS.map(|c| format!("r.{c}")).join(", ");
+        format!(
+            "SELECT json_group_array(json_array({columns}, r.begin_time, r.end_time)) \
+             FROM json_each(?) AS k CROSS JOIN records AS r \
+             ON r.developer_id = json_extract(k.value, '$[0]') \
+             AND r.id = json_extract(k.value, '$[1]')"
+        )
+    })
+}
+
+/// Adds the stored versions of `chunk`'s records to `versions`, keeping the versions already
+/// there: inside the batch's write transaction they equal the stored ones; for a check, which
+/// writes nothing, they are the batch's own earlier records.
+async fn load_versions(
+    conn: &mut sqlx::SqliteConnection,
+    chunk: &[Record],
+    versions: &mut Versions,
+) -> StoreResult<()> {
+    let keys: Vec<[&str; 2]> = chunk
+        .iter()
+        .map(|r| [r.developer_id.as_str(), r.id.as_str()])
+        .collect();
+    let keys = serde_json::to_string(&keys).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let json: String = sqlx::query_scalar(stored_versions_sql())
+        .bind(keys)
+        .fetch_one(conn)
+        .await?;
+    let rows: Vec<RecordRow> =
+        serde_json::from_str(&json).map_err(|e| corrupt(format_args!("stored records: {e}")))?;
+    for row in rows {
+        let v = row.into_version();
+        versions
+            .entry((v.texts[1].clone(), v.texts[0].clone()))
+            .or_insert(v);
+    }
+    Ok(())
+}
+
+/// How the records of a chunk compare with the current versions of their ids.
+#[derive(Debug, Default)]
+struct Sorted<'r> {
+    /// Records whose id has no version yet (each becomes the version of its id).
+    new: u64,
+    /// Records equal to the current version.
+    same: u64,
+    /// Conflicting records to write, in batch order (`Replace` only).
+    replace: Vec<&'r Record>,
+}
+
+/// Compares the records of `chunk` (whose first is record number `offset` of the batch) with
+/// the current versions of their ids, in order, counting conflicts into `outcome`. With
+/// `Replace`, a conflicting record becomes the current version.
+fn sort_chunk<'r>(
+    chunk: &'r [Record],
+    offset: usize,
+    versions: &mut Versions,
+    on_conflict: OnConflict,
+    outcome: &mut InsertOutcome,
+) -> Sorted<'r> {
+    let mut sorted = Sorted::default();
+    for (i, r) in chunk.iter().enumerate() {
+        match versions.get_mut(&(r.developer_id.clone(), r.id.clone())) {
+            None => {
+                versions.insert((r.developer_id.clone(), r.id.clone()), Version::of(r));
+                sorted.new += 1;
+            }
+            Some(v) if v.stores(r) => sorted.same += 1,
+            Some(v) => {
+                outcome.conflict(offset + i, &r.id);
+                if on_conflict == OnConflict::Replace {
+                    *v = Version::of(r);
+                    sorted.replace.push(r);
+                }
+            }
+        }
+    }
+    sorted
+}
+
+/// `UPDATE records SET <every column but the key> WHERE developer_id = ? AND id = ?`, bound by
+/// [`replace_record`].
+fn replace_record_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let set = RECORD_TEXT_COLUMNS[2..]
+            .iter()
+            .chain(&["begin_time", "end_time"])
+            .map(|c| format!("{c} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("UPDATE records SET {set} WHERE developer_id = ? AND id = ?")
+    })
+}
+
+/// Overwrites the stored record of `r`'s `(developer_id, id)` with `r`'s content.
+async fn replace_record(conn: &mut sqlx::SqliteConnection, r: &Record) -> StoreResult<()> {
+    let texts = r.texts();
+    debug_assert_eq!(RECORD_TEXT_COLUMNS[..2], ["id", "developer_id"]);
+    let mut query = sqlx::query(replace_record_sql());
+    for text in &texts[2..] {
+        query = query.bind(*text);
+    }
+    query
+        .bind(floor_second(r.begin_time))
+        .bind(floor_second(r.end_time))
+        .bind(texts[1])
+        .bind(texts[0])
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Reads the next page after `after` (or the first one) and decodes it, in order.
@@ -695,13 +853,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_records(&self, records: &[Record]) -> StoreResult<u64> {
+    async fn insert_records(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> StoreResult<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
         if records.is_empty() {
-            return Ok(0);
+            return Ok(outcome);
         }
         let mut tx = self.begin_immediate().await?;
-        let mut inserted = 0;
-        for chunk in records.chunks(INSERT_CHUNK) {
+        // Only the ids of chunks where INSERT OR IGNORE left a record out are looked up: the
+        // common case, all new, costs no read.
+        let mut versions = Versions::new();
+        for (n, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
             let args = record_arguments(chunk)?;
             let done = if chunk.len() == INSERT_CHUNK {
                 sqlx::query_with(full_chunk_sql(), args)
@@ -716,10 +881,69 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?
             };
-            inserted += done.rows_affected();
+            let inserted = done.rows_affected();
+            outcome.inserted += inserted;
+            if inserted == chunk.len() as u64 {
+                continue;
+            }
+            // Every record's id is stored now: each inserted one is the first of its id in the
+            // chunk and equal to its stored version, so it is counted as `same` here.
+            load_versions(&mut tx, chunk, &mut versions).await?;
+            let sorted = sort_chunk(
+                chunk,
+                n * INSERT_CHUNK,
+                &mut versions,
+                on_conflict,
+                &mut outcome,
+            );
+            debug_assert_eq!(sorted.new, 0);
+            outcome.already_present += sorted.same.saturating_sub(inserted);
+            for r in sorted.replace {
+                replace_record(&mut tx, r).await?;
+                outcome.replaced += 1;
+            }
+        }
+        if outcome.failed(on_conflict) {
+            tx.rollback().await?;
+            return Ok(InsertOutcome {
+                conflicts: outcome.conflicts,
+                first_conflicts: outcome.first_conflicts,
+                ..InsertOutcome::default()
+            });
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(outcome)
+    }
+
+    async fn check_records(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> StoreResult<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        let mut versions = Versions::new();
+        let mut conn = self.reader.acquire().await?;
+        for (n, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
+            load_versions(&mut conn, chunk, &mut versions).await?;
+            let sorted = sort_chunk(
+                chunk,
+                n * INSERT_CHUNK,
+                &mut versions,
+                on_conflict,
+                &mut outcome,
+            );
+            outcome.inserted += sorted.new;
+            outcome.already_present += sorted.same;
+            outcome.replaced += sorted.replace.len() as u64;
+        }
+        if outcome.failed(on_conflict) {
+            return Ok(InsertOutcome {
+                conflicts: outcome.conflicts,
+                first_conflicts: outcome.first_conflicts,
+                ..InsertOutcome::default()
+            });
+        }
+        Ok(outcome)
     }
 
     fn stream_records(&self, query: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
@@ -1039,6 +1263,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE callbacks SET state = 'superseded' WHERE response_id = ? AND state = 'pending'",
+        )
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM callbacks WHERE state = 'pending'",
@@ -1213,7 +1447,14 @@ mod tests {
             Timestamp::UNIX_EPOCH,
             Timestamp::UNIX_EPOCH,
         );
-        assert_eq!(store.insert_records(&[rec]).await.expect("insert"), 1);
+        assert_eq!(
+            store
+                .insert_records(&[rec], OnConflict::Fail)
+                .await
+                .expect("insert")
+                .inserted,
+            1
+        );
         store.writer.close().await;
         store.reader.close().await;
         assert!(dir.path().join("a/b/ccfs.db").exists());
@@ -1243,6 +1484,30 @@ mod tests {
         };
         let got: Vec<Record> = store.stream_records(q).try_collect().await.expect("stream");
         assert_eq!(got.len(), 1, "the data survived the reopen");
+    }
+
+    /// The stored versions of a chunk cost one lookup in the `(developer_id, id)` index per
+    /// record: the pairs are the outer loop, the records table is never scanned.
+    #[tokio::test]
+    async fn store_version_lookup_uses_the_unique_index() {
+        let (_dir, store) = fresh().await;
+        let sql = format!("EXPLAIN QUERY PLAN {}", stored_versions_sql());
+        let plan: Vec<String> = sqlx::query(&sql)
+            .bind(r#"[["d","x"]]"#)
+            .fetch_all(&store.reader)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+            .collect();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert!(plan[0].starts_with("SCAN k"), "{plan:?}");
+        assert!(
+            plan[1].starts_with(
+                "SEARCH r USING INDEX sqlite_autoindex_records_1 (developer_id=? AND id=?)"
+            ),
+            "{plan:?}"
+        );
     }
 
     /// The export query walks the export index in order: no sort, whatever the filters.
@@ -1411,7 +1676,11 @@ mod tests {
                 .map(|i| throughput_record(i, random_ids))
                 .collect();
             let t = Instant::now();
-            inserted += store.insert_records(&batch).await.expect("insert");
+            inserted += store
+                .insert_records(&batch, OnConflict::Fail)
+                .await
+                .expect("insert")
+                .inserted;
             insert_time += t.elapsed();
         }
         assert_eq!(inserted, total as u64);

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context};
 use ccfs_protocol::record::csv_writer;
 use ccfs_protocol::{AppId, Record};
 use ccfs_server::server::Core;
-use ccfs_server::store::Store;
+use ccfs_server::store::{OnConflict, Store};
 use ccfs_server::Config;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -148,8 +148,8 @@ fn write_file(
     Ok(tally)
 }
 
-/// Stores the simulated records in batches (already present ones are skipped); `progress` is
-/// told the number of records generated after each batch.
+/// Stores the simulated records in batches (ids already stored are skipped, and keep what is
+/// stored); `progress` is told the number of records generated after each batch.
 pub async fn import(
     store: &Arc<dyn Store>,
     sim: Simulation,
@@ -163,9 +163,10 @@ pub async fn import(
         batch.push(r);
         if batch.len() >= BATCH || sim.peek().is_none() {
             tally.inserted += store
-                .insert_records(&batch)
+                .insert_records(&batch, OnConflict::Skip)
                 .await
-                .context("cannot store records")?;
+                .context("cannot store records")?
+                .inserted;
             batch.clear();
             progress(tally.records);
         }

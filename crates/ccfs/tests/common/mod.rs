@@ -15,10 +15,11 @@
 //! - Helpers for the wire: [`assert_error`], [`success_data`], [`record`], [`unzip`],
 //!   [`csv_rows`], [`sha256_hex`], [`today_in`].
 //!
-//! Replay protection: every signed request gets a fresh millisecond timestamp (strictly
-//! increasing within the test process), so two identical requests never share a signature.
-//! With [`Opts::seconds`] or [`Opts::timestamp`] that guarantee is gone: identical requests
-//! signed in the same second are (correctly) refused as replays.
+//! Replays: every signed request gets a fresh millisecond timestamp (strictly increasing within
+//! the test process), so two identical requests never share a signature. With
+//! [`Opts::seconds`] or [`Opts::timestamp`] that guarantee is gone: identical requests signed in
+//! the same second are retries of one request (the server's default `replay = retry`), or
+//! refused as replays with `CCFS_REPLAY=refuse`.
 
 #![allow(dead_code)]
 
@@ -524,6 +525,8 @@ pub struct Opts {
     pub auth: AuthMode,
     /// Time limit of the whole request (default: the client's, 300 s).
     pub timeout: Option<Duration>,
+    /// How the canonical request writes an absent query (the SPEC's way by default).
+    pub query_line: auth::QueryLine,
 }
 
 impl Default for Opts {
@@ -544,6 +547,7 @@ impl Default for Opts {
             tamper_query: None,
             auth: AuthMode::Sign,
             timeout: None,
+            query_line: auth::QueryLine::OmittedWhenEmpty,
         }
     }
 }
@@ -554,6 +558,11 @@ impl Opts {
     }
     pub fn method(mut self, m: &str) -> Self {
         self.method = m.to_owned();
+        self
+    }
+    /// Sign as the public ports that always write a query line, empty when there is no query.
+    pub fn empty_query_line(mut self) -> Self {
+        self.query_line = auth::QueryLine::AlwaysWritten;
         self
     }
     /// Sign only `host`.
@@ -788,7 +797,8 @@ impl Client {
             query: opts.query.as_deref(),
             body,
         };
-        let authorization = auth::sign(
+        let authorization = auth::sign_in(
+            opts.query_line,
             opts.ak.as_deref().unwrap_or(&self.app.app_id),
             opts.secret.as_deref().unwrap_or(&self.app.secret),
             &timestamp,

@@ -110,7 +110,8 @@ pub struct WaitArgs {
     /// Give up waiting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub timeout: u64,
-    /// Seconds between two status questions while polling.
+    /// Longest pause, in seconds, between two status questions while polling (the first
+    /// comes after 50 ms and the pause doubles up to this).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub poll_interval: f64,
 }

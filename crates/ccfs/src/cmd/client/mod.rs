@@ -124,7 +124,9 @@ async fn generate(conn: &ConnArgs, out: &Out, a: GenerateArgs) -> anyhow::Result
     }
     out.note(&format!("responseId: {id}; waiting for the export"));
     let done = wait(&client, &id, &a.wait_args).await?;
-    out.status(&done)
+    out.status(&done)?;
+    out.warn_if_empty(done.record_count);
+    Ok(())
 }
 
 async fn wait(client: &Client, id: &ResponseId, w: &args::WaitArgs) -> anyhow::Result<StatusData> {
@@ -183,12 +185,12 @@ async fn download(conn: &ConnArgs, out: &Out, a: DownloadArgs) -> anyhow::Result
     let name = file_name(&a.file_name)?;
     let client = client(conn)?;
     let (got, extracted) = fetch_file(&client, &a.out, &name).await?;
-    out.downloaded(&name, None, &got, &extracted)
+    out.downloaded(&name, None, None, &got, &extracted)
 }
 
 async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
     let client = client(conn)?;
-    let (name, id, expected) = match a.callback_listen {
+    let (name, id, expected, records) = match a.callback_listen {
         None => {
             let url = a.callback_url.as_deref().unwrap_or(PLACEHOLDER_CALLBACK);
             let id = send_generate(
@@ -199,7 +201,8 @@ async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
             .await?;
             out.note(&format!("responseId: {id}; polling for the file"));
             let done = wait(&client, &id, &a.wait_args).await?;
-            (file_name(&done.agent_opr_info_file_name)?, id, done.sha256)
+            let name = file_name(&done.agent_opr_info_file_name)?;
+            (name, id, done.sha256, done.record_count)
         }
         Some(listen) => {
             let (ak, sk) = credentials(conn)?;
@@ -239,7 +242,10 @@ async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
                     a.wait_args.timeout
                 ),
             };
-            (file_name(&cb.agent_opr_info_file_name)?, id, None)
+            // The callback carries no count; the status extension knows it (a server without
+            // the extension just leaves it out).
+            let records = client.status(&id).await.ok().and_then(|s| s.record_count);
+            (file_name(&cb.agent_opr_info_file_name)?, id, None, records)
         }
     };
     let (got, extracted) = fetch_file(&client, &a.out, &name).await?;
@@ -252,7 +258,9 @@ async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    out.downloaded(&name, Some(&id), &got, &extracted)
+    out.downloaded(&name, Some(&id), records, &got, &extracted)?;
+    out.warn_if_empty(records);
+    Ok(())
 }
 
 async fn receive_files(conn: &ConnArgs, out: &Out, a: ReceiveArgs) -> anyhow::Result<()> {
@@ -288,7 +296,9 @@ async fn receive_files(conn: &ConnArgs, out: &Out, a: ReceiveArgs) -> anyhow::Re
         let id = name.response_id();
         match fetch_file(&client, &a.out, &name).await {
             Ok((got, extracted)) => {
-                out.downloaded(&name, Some(&id), &got, &extracted)?;
+                let records = client.status(&id).await.ok().and_then(|s| s.record_count);
+                out.downloaded(&name, Some(&id), records, &got, &extracted)?;
+                out.warn_if_empty(records);
                 if a.once {
                     break Ok(());
                 }

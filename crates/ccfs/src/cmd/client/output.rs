@@ -48,6 +48,14 @@ impl Out {
         }
     }
 
+    /// Says plainly, on stderr, that a finished export holds no records: an empty zip is a
+    /// valid answer, but almost always a window or time zone other than the one meant.
+    pub fn warn_if_empty(&self, record_count: Option<u64>) {
+        if record_count == Some(0) {
+            self.note(EMPTY_EXPORT);
+        }
+    }
+
     /// A job's status.
     pub fn status(&self, s: &StatusData) -> anyhow::Result<()> {
         self.emit(s, || {
@@ -83,11 +91,12 @@ impl Out {
         })
     }
 
-    /// A finished download.
+    /// A finished download; `records` is the export's record count when the server told it.
     pub fn downloaded(
         &self,
         name: &ZipFileName,
         id: Option<&ResponseId>,
+        records: Option<u64>,
         got: &Downloaded,
         extracted: &[String],
     ) -> anyhow::Result<()> {
@@ -95,6 +104,7 @@ impl Out {
             "event": "downloaded",
             "responseId": id.map(ResponseId::as_str),
             "agentOprInfoFileName": name.as_str(),
+            "recordCount": records,
             "path": got.path.display().to_string(),
             "size": got.size,
             "sha256": got.sha256,
@@ -114,6 +124,9 @@ impl Out {
                 got.size,
                 got.sha256
             );
+            if let Some(n) = records {
+                t.push_str(&format!("\nrecords: {n}"));
+            }
             for f in extracted {
                 t.push_str(&format!("\n  {f}"));
             }
@@ -146,6 +159,11 @@ impl Out {
         }
     }
 }
+
+/// The warning for an export without records.
+pub const EMPTY_EXPORT: &str = "warning: the export holds no records: no record of this \
+developer begins in the window. --begin and --end are read in the developer's time zone; check \
+that records were imported for those days (`ccfs simulate --start` or `ccfs import`).";
 
 fn visible() -> bool {
     std::io::stderr().is_terminal()

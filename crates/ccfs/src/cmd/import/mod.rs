@@ -4,7 +4,15 @@
 //! `ccfs_server::ingest::Ingest`, so a developer must exist and local times are read in its
 //! time zone) and stops at the first bad one, before anything of the file is stored; a second
 //! pass reads the file again and stores it in batches. Memory stays bounded by one batch,
-//! whatever the file size. Records already stored (same developer and id) are skipped.
+//! whatever the file size. Records already stored (same developer and id) with the same
+//! content are skipped.
+//!
+//! A record whose id is stored with different content is a conflict, handled as
+//! `--on-conflict` says. With `fail` (the default) the first pass also asks the store, batch by
+//! batch, whether a record conflicts, and stops before anything of the file is stored; the
+//! store checks again while storing (in the same transaction as the writes), which catches
+//! what the first pass cannot see: two versions of an id in different batches of the file,
+//! and another writer in between.
 
 mod rows;
 
@@ -12,9 +20,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
+use ccfs_protocol::messages::OnConflict;
 use ccfs_protocol::Record;
 use ccfs_server::ingest::{Ingest, IngestError};
 use ccfs_server::server::Core;
+use ccfs_server::store::InsertOutcome;
 use ccfs_server::Config;
 use serde::Serialize;
 
@@ -43,12 +53,91 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
             path,
             format: *format,
             app: app.as_deref(),
+            on_conflict: args.on_conflict.into(),
+            batch,
         };
         let total = file.validate(&mut ingest).await?;
-        let (records, inserted) = file.insert(&mut ingest, total, batch).await?;
-        print_summary(path, records, inserted, args.json)?;
+        let (records, outcome) = file.insert(&mut ingest, total).await?;
+        print_summary(path, records, &outcome, file.on_conflict, args.json)?;
     }
     Ok(())
+}
+
+/// Records with the lines they start on, stored or checked together.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    lines: Vec<u64>,
+}
+
+impl Batch {
+    fn push(&mut self, line: u64, record: Record) {
+        self.records.push(record);
+        self.lines.push(line);
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.lines.clear();
+    }
+
+    /// The conflicts of `outcome` (an outcome of this batch) as `(line, id)`.
+    fn conflicts(&self, outcome: &InsertOutcome) -> Vec<(u64, String)> {
+        outcome
+            .first_conflicts
+            .iter()
+            .map(|(i, id)| (self.lines[*i], id.clone()))
+            .collect()
+    }
+}
+
+/// The conflicts found in one file: how many, and the first few as `(line, id)`.
+#[derive(Default)]
+struct Conflicts {
+    count: u64,
+    first: Vec<(u64, String)>,
+}
+
+impl Conflicts {
+    fn add(&mut self, count: u64, first: Vec<(u64, String)>) {
+        self.count += count;
+        let room = ccfs_server::store::MAX_CONFLICTS_LISTED.saturating_sub(self.first.len());
+        self.first.extend(first.into_iter().take(room));
+    }
+
+    /// `FILE:LINE: id ID: conflicts …`, naming the first conflict and listing the others.
+    fn message(&self, path: &Path) -> String {
+        let file = path.display();
+        let Some((line, id)) = self.first.first() else {
+            return format!("{file}: conflicts with stored records");
+        };
+        let mut msg = format!(
+            "{file}:{line}: id {id}: conflicts with a stored record with different content \
+             (use --on-conflict skip or replace)"
+        );
+        if self.count > 1 {
+            let listed = self
+                .first
+                .iter()
+                .map(|(line, id)| format!("{id} (line {line})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if self.count > self.first.len() as u64 {
+                ", …"
+            } else {
+                ""
+            };
+            msg.push_str(&format!(
+                "; {} records of {file} conflict: {listed}{more}",
+                self.count
+            ));
+        }
+        msg
+    }
 }
 
 /// One file being imported.
@@ -57,6 +146,9 @@ struct FileImport<'a> {
     format: Format,
     /// `--app`: every record is assigned to this developer.
     app: Option<&'a str>,
+    on_conflict: OnConflict,
+    /// Records stored per transaction (and checked per query by the first pass).
+    batch: usize,
 }
 
 impl FileImport<'_> {
@@ -65,8 +157,12 @@ impl FileImport<'_> {
             .with_context(|| format!("cannot open {}", self.path.display()))
     }
 
-    /// The next valid record; an error names the file, the line and the field.
-    async fn next(&self, rows: &mut Rows, ingest: &mut Ingest) -> anyhow::Result<Option<Record>> {
+    /// The next valid record and its line; an error names the file, the line and the field.
+    async fn next(
+        &self,
+        rows: &mut Rows,
+        ingest: &mut Ingest,
+    ) -> anyhow::Result<Option<(u64, Record)>> {
         let Some(row) = rows.next_row() else {
             return Ok(None);
         };
@@ -76,7 +172,7 @@ impl FileImport<'_> {
             raw.0[1] = app.to_owned();
         }
         match ingest.check(raw).await {
-            Ok(record) => Ok(Some(record)),
+            Ok(record) => Ok(Some((line, record))),
             Err(IngestError::Store(e)) => {
                 Err(anyhow::Error::new(e).context("cannot read the developers"))
             }
@@ -84,32 +180,58 @@ impl FileImport<'_> {
         }
     }
 
-    /// The first pass: checks every row, stores nothing; returns the number of records.
+    /// The first pass: checks every row, and with `--on-conflict fail` asks the store whether
+    /// a record conflicts; stores nothing. Returns the number of records.
     async fn validate(&self, ingest: &mut Ingest) -> anyhow::Result<u64> {
         let mut rows = self.open()?;
         let bar = progress::rows(format!("validating {}", self.path.display()));
+        let check = self.on_conflict == OnConflict::Fail;
+        let mut pending = Batch::default();
+        let mut conflicts = Conflicts::default();
         let mut n = 0u64;
-        while self.next(&mut rows, ingest).await?.is_some() {
-            n += 1;
-            if n % TICK == 0 {
-                bar.set_position(n);
+        loop {
+            let next = self.next(&mut rows, ingest).await?;
+            let done = next.is_none();
+            if let Some((line, record)) = next {
+                n += 1;
+                if n % TICK == 0 {
+                    bar.set_position(n);
+                }
+                if check {
+                    pending.push(line, record);
+                }
+            }
+            if pending.len() >= self.batch || (done && pending.len() > 0) {
+                let outcome = ingest
+                    .check_stored(&pending.records, self.on_conflict)
+                    .await
+                    .context("cannot read the stored records")?;
+                conflicts.add(outcome.conflicts, pending.conflicts(&outcome));
+                pending.clear();
+            }
+            if done {
+                break;
             }
         }
         bar.finish_and_clear();
+        if conflicts.count > 0 {
+            return Err(anyhow!(conflicts.message(self.path)));
+        }
         Ok(n)
     }
 
-    /// The second pass: stores the records in batches; returns (records, inserted).
+    /// The second pass: stores the records in batches; returns the number of records and
+    /// what was done with them.
     async fn insert(
         &self,
         ingest: &mut Ingest,
         total: u64,
-        batch: usize,
-    ) -> anyhow::Result<(u64, u64)> {
+    ) -> anyhow::Result<(u64, InsertOutcome)> {
         let mut rows = self.open()?;
         let bar = progress::bar(format!("importing {}", self.path.display()), total);
-        let mut pending: Vec<Record> = Vec::with_capacity(batch);
-        let (mut records, mut inserted) = (0u64, 0u64);
+        let mut pending = Batch::default();
+        let mut records = 0u64;
+        let mut outcome = InsertOutcome::default();
         let changed = || {
             format!(
                 "{} changed while it was imported; some of it may be stored",
@@ -119,15 +241,32 @@ impl FileImport<'_> {
         loop {
             let next = self.next(&mut rows, ingest).await.with_context(changed)?;
             let done = next.is_none();
-            if let Some(record) = next {
-                pending.push(record);
+            if let Some((line, record)) = next {
+                pending.push(line, record);
                 records += 1;
             }
-            if pending.len() >= batch || (done && !pending.is_empty()) {
-                inserted += ingest
-                    .insert(&pending)
+            if pending.len() >= self.batch || (done && pending.len() > 0) {
+                let stored = ingest
+                    .insert(&pending.records, self.on_conflict)
                     .await
                     .with_context(|| format!("{}: cannot store records", self.path.display()))?;
+                if stored.failed(self.on_conflict) {
+                    let mut conflicts = Conflicts::default();
+                    conflicts.add(stored.conflicts, pending.conflicts(&stored));
+                    let mut msg = conflicts.message(self.path);
+                    // The first pass found no conflict, so this one is with an earlier batch
+                    // of the file (or with another writer).
+                    if records > pending.len() as u64 {
+                        msg.push_str(&format!(
+                            "; the records of {} before line {} are stored, the rest is not",
+                            self.path.display(),
+                            pending.lines[0]
+                        ));
+                    }
+                    return Err(anyhow!(msg));
+                }
+                let offset = (records - pending.len() as u64) as usize;
+                outcome.add(stored, offset);
                 pending.clear();
                 bar.set_position(records);
             }
@@ -136,7 +275,7 @@ impl FileImport<'_> {
             }
         }
         bar.finish_and_clear();
-        Ok((records, inserted))
+        Ok((records, outcome))
     }
 }
 
@@ -148,27 +287,66 @@ struct Summary<'a> {
     records: u64,
     inserted: u64,
     already_present: u64,
+    conflicts: u64,
+    replaced: u64,
+    /// The ids of the first conflicting records.
+    conflict_ids: Vec<&'a str>,
 }
 
-/// `FILE: N records, I inserted, P already present`, or its JSON form.
-fn print_summary(path: &Path, records: u64, inserted: u64, as_json: bool) -> anyhow::Result<()> {
-    let present = records.saturating_sub(inserted);
+/// `FILE: N records, I inserted, P already present[, C conflicts skipped|replaced (ids …)]`,
+/// or its JSON form.
+fn print_summary(
+    path: &Path,
+    records: u64,
+    outcome: &InsertOutcome,
+    on_conflict: OnConflict,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let file = path.display().to_string();
+    let ids: Vec<&str> = outcome
+        .first_conflicts
+        .iter()
+        .map(|(_, id)| id.as_str())
+        .collect();
     let mut out = std::io::stdout().lock();
     if as_json {
         let v = Summary {
             file: &file,
             records,
-            inserted,
-            already_present: present,
+            inserted: outcome.inserted,
+            already_present: outcome.already_present,
+            conflicts: outcome.conflicts,
+            replaced: outcome.replaced,
+            conflict_ids: ids,
         };
         let text = serde_json::to_string(&v).context("cannot encode JSON")?;
         writeln!(out, "{text}")
     } else {
-        writeln!(
-            out,
-            "{file}: {records} records, {inserted} inserted, {present} already present"
-        )
+        let mut line = format!(
+            "{file}: {records} records, {} inserted, {} already present",
+            outcome.inserted, outcome.already_present
+        );
+        if outcome.conflicts > 0 {
+            let (noun, label) = match outcome.conflicts {
+                1 => ("conflict", "id"),
+                _ => ("conflicts", "ids"),
+            };
+            let what = match on_conflict {
+                OnConflict::Replace => "replaced",
+                _ => "skipped",
+            };
+            let more = if outcome.conflicts > ids.len() as u64 {
+                ", …"
+            } else {
+                ""
+            };
+            line.push_str(&format!(
+                ", {} {noun} {what} ({label} {}{more})",
+                outcome.conflicts,
+                ids.join(", ")
+            ));
+        }
+        writeln!(out, "{line}")
     }
     .and_then(|()| out.flush())
     .context("cannot write to stdout")
