@@ -602,9 +602,30 @@ async fn export_happy_path_filters_range_idempotency_and_reimport() {
     );
     check_download(&fc.download(&name_far, None).await, &name_far);
 
-    // The export re-imports unchanged: every row is already present.
+    // The export re-imports unchanged: every row is already present, except the one in the
+    // hour the end of summer time repeats. Its local time (02:30, without an offset) reads back
+    // as the first 02:30, an hour before the stored instant, so it is another version of the
+    // record: a conflict, which the import names instead of counting it as present.
     let mut records: Vec<Value> = rows.iter().map(|r| row_to_record(r)).collect();
-    assert_eq!(cti.import_ok(&records).await, (0, rows.len() as u64));
+    let repeated = records
+        .iter()
+        .position(|r| r["id"] == "f1-second")
+        .expect("f1-second is exported");
+    let (status, v) = cti.import(&records).await;
+    assert_eq!(
+        (status, &v["resultCode"]),
+        (StatusCode::OK, &json!("0300004")),
+        "{v}"
+    );
+    let desc = v["resultDesc"].as_str().unwrap_or_default();
+    assert!(
+        desc.starts_with(&format!(
+            "The format of records[{repeated}].id is incorrect. It conflicts with a stored record"
+        )) && desc.contains("1 record of the batch conflicts (id f1-second)"),
+        "{desc}"
+    );
+    records.remove(repeated);
+    assert_eq!(cti.import_ok(&records).await, (0, rows.len() as u64 - 1));
     // … and the import interface reads them exactly as written (a changed row would be new).
     records[0]["id"] = json!("r02-at-begin-copy");
     assert_eq!(cti.import_ok(&records[..1]).await, (1, 0));
