@@ -25,6 +25,12 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
     #[error("file store: {0}")]
     Io(#[from] std::io::Error),
+    /// The directory of the file store (`blob_url`) cannot be created or opened.
+    #[error("cannot use the file store directory {} (blob_url): {error}", .path.display())]
+    Dir {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// What an upload stored.
@@ -48,7 +54,10 @@ impl Blobs {
     /// The store the configuration names (a local directory, created when missing).
     pub fn open(config: &Config) -> Result<Self, BlobError> {
         let dir = config.blob_dir();
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|error| BlobError::Dir {
+            path: dir.clone(),
+            error,
+        })?;
         Ok(Self {
             store: Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
         })

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::urls::{BlobUrl, DatabaseUrl};
+
 /// The server's configuration. Durations are whole seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,10 +19,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Holds the SQLite database, the files, the master key and the self-signed certificate.
     pub data_dir: PathBuf,
-    /// `sqlite://PATH`; default `sqlite://{data_dir}/ccfs.db`.
-    pub database_url: Option<String>,
-    /// `file:///ABSOLUTE/DIR` or a plain directory path; default `{data_dir}/files`.
-    pub blob_url: Option<String>,
+    /// `sqlite://PATH`; default `sqlite://{data_dir}/ccfs.db`. Other schemes are refused.
+    pub database_url: Option<DatabaseUrl>,
+    /// `file:///ABSOLUTE/DIR` or a plain directory path; default `{data_dir}/files`. Other
+    /// schemes are refused.
+    pub blob_url: Option<BlobUrl>,
     /// Serve plain HTTP: only behind a TLS-terminating balancer.
     pub plain_http: bool,
     /// PEM certificate chain and key; default a self-signed pair in the data directory.
@@ -257,17 +260,20 @@ impl Config {
         Ok(())
     }
 
-    pub fn database_url(&self) -> String {
+    /// The store: `database_url`, else the SQLite file in the data directory.
+    pub fn database_url(&self) -> DatabaseUrl {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ccfs.db").display()))
+            .unwrap_or_else(|| DatabaseUrl::in_data_dir(&self.data_dir))
     }
 
+    /// The directory of finished exports: `blob_url`, else `{data_dir}/files`.
     pub fn blob_dir(&self) -> PathBuf {
-        match &self.blob_url {
-            Some(u) => PathBuf::from(u.strip_prefix("file://").unwrap_or(u)),
-            None => self.data_dir.join("files"),
-        }
+        let BlobUrl::Local(dir) = self
+            .blob_url
+            .clone()
+            .unwrap_or_else(|| BlobUrl::in_data_dir(&self.data_dir));
+        dir
     }
 
     pub fn master_key_path(&self) -> PathBuf {
@@ -369,5 +375,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("lisen"));
+    }
+
+    #[test]
+    fn store_urls_are_typed_and_unsupported_schemes_refused() {
+        let c = Config::load_with(None, |k| match k {
+            "CCFS_DATABASE_URL" => Some("sqlite:///srv/ccfs.db".into()),
+            "CCFS_BLOB_URL" => Some("file:///srv/files".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.database_url(), DatabaseUrl::Sqlite("/srv/ccfs.db".into()));
+        assert_eq!(c.blob_dir(), PathBuf::from("/srv/files"));
+        let d = Config::default();
+        assert_eq!(
+            d.database_url(),
+            DatabaseUrl::Sqlite(PathBuf::from("./ccfs-data/ccfs.db"))
+        );
+        assert_eq!(d.blob_dir(), PathBuf::from("./ccfs-data/files"));
+
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_DATABASE_URL").then(|| "postgres://ccfs:pw@db/ccfs".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unsupported scheme \"postgres\""), "{e}");
+        assert!(e.contains("supported: sqlite://PATH"), "{e}");
+        assert!(!e.contains("pw"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "blob_url = \"s3://bucket/exports\"\n").unwrap();
+        let e = Config::load_with(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsupported scheme \"s3\""), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! A tour, in the order a request meets them:
 //!
 //! - [`config`] — one typed configuration: defaults ← TOML file ← `CCFS_*` environment.
+//! - [`urls`] — `database_url` and `blob_url`, read into what this server can open.
 //! - [`server`] — starts everything: store, file store, TLS listener, background loops; stops it
 //!   all cleanly on a shutdown signal.
 //! - [`tls`] — the certificate: the configured one, or a self-signed one made on first start.
@@ -30,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod tenants;
 pub mod tls;
+pub mod urls;
 
 pub use config::Config;
 pub use server::{run, Core, RunningServer};

@@ -7,6 +7,7 @@
 //! so nothing is lost and nothing waits for a lease to run out when a node stops cleanly.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,6 +38,150 @@ pub enum ServerError {
     Tls(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {}", listen_advice(.error))]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    /// The data directory cannot be created or written.
+    #[error(
+        "cannot use the data directory {}: {error}; choose a directory this user can write \
+         (ccfs serve --data-dir, CCFS_DATA_DIR, or data_dir in the configuration file)",
+        .path.display()
+    )]
+    DataDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The store named by `database_url` cannot be opened.
+    #[error("cannot open the database {url}: {error}")]
+    Database {
+        url: String,
+        error: crate::store::StoreError,
+    },
+}
+
+/// Why an address cannot be bound, and what to do about it.
+fn listen_advice(e: &std::io::Error) -> String {
+    let what = "stop it or choose another address (ccfs serve --listen, CCFS_LISTEN, or listen \
+                in the configuration file; port 0 picks a free one)";
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "the address is already in use: another program (another ccfs serve?) listens \
+             there; {what}"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("{e}: the address is not one of this machine's; choose another address")
+        }
+        _ => format!("{e}"),
+    }
+}
+
+/// Binds the listen address, before anything is created, so that a busy port stops a start
+/// with nothing left behind.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let err = |error| ServerError::Listen { addr, error };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+/// Creates the data directory when missing and checks that files can be written in it, so
+/// that an unusable one is named as such before anything else is tried.
+pub fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
+    let dir = &config.data_dir;
+    let err = |error| ServerError::DataDir {
+        path: dir.clone(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(format!(".ccfs-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)
+}
+
+/// The paths a start is about to create, noted before it creates anything, so that a start
+/// that fails can remove them again: only what did not exist before, never more.
+#[derive(Debug, Default)]
+struct Fresh {
+    paths: Vec<PathBuf>,
+}
+
+impl Fresh {
+    /// What starting with `config` may create: the data directory, the self-signed certificate
+    /// and its key, the master key file, the database file (with SQLite's side files) and its
+    /// directory, the file store's directory.
+    fn before_start(config: &Config) -> Self {
+        let mut fresh = Fresh::default();
+        fresh.note(&config.data_dir);
+        if !config.plain_http && config.tls_cert.is_none() {
+            let tls = config.data_dir.join("tls");
+            fresh.note(&tls.join("cert.pem"));
+            fresh.note(&tls.join("key.pem"));
+        }
+        if config.master_key.is_none() {
+            fresh.note(&config.master_key_path());
+        }
+        let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url();
+        if !exists(&db) {
+            fresh.note(&db);
+            for side in ["-wal", "-shm", "-journal"] {
+                let mut name = db.clone().into_os_string();
+                name.push(side);
+                fresh.note(Path::new(&name));
+            }
+        }
+        fresh.note(&config.blob_dir());
+        fresh.note(&config.work_dir());
+        fresh
+    }
+
+    /// Notes the outermost directory that creating `path` would create (`path` itself when its
+    /// parent exists), unless a noted path already holds it.
+    fn note(&mut self, path: &Path) {
+        let mut outermost = None;
+        let mut at = Some(path);
+        while let Some(p) = at {
+            if p.as_os_str().is_empty() || !missing(p) {
+                break;
+            }
+            outermost = Some(p);
+            at = p.parent();
+        }
+        if let Some(p) = outermost {
+            if !self.paths.iter().any(|q| p.starts_with(q)) {
+                self.paths.push(p.to_owned());
+            }
+        }
+    }
+
+    /// Removes what was noted, newest first.
+    fn remove(self) {
+        for path in self.paths.iter().rev() {
+            let removed = match std::fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+                Ok(_) => std::fs::remove_file(path),
+                Err(_) => continue,
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), "cannot remove after a failed start: {e}");
+            }
+        }
+    }
+}
+
+/// Whether nothing is at `path` (and not merely hidden by a permission error).
+fn missing(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// The parts the commands need without a listener: store, file store, developers.
@@ -51,8 +196,14 @@ pub struct Core {
 impl Core {
     /// Opens (and creates on first use) the data directory, store, file store and master key.
     pub async fn open(config: Config) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let store = crate::store::open(&config.database_url()).await?;
+        prepare_data_dir(&config)?;
+        let url = config.database_url();
+        let store = crate::store::open(&url)
+            .await
+            .map_err(|error| ServerError::Database {
+                url: url.to_string(),
+                error,
+            })?;
         let blobs = Blobs::open(&config)?;
         let key = Arc::new(crate::tenants::MasterKey::load(&config)?);
         let tenants = Tenants::new(store.clone(), key, &config);
@@ -106,14 +257,35 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Opens everything and starts serving.
+    ///
+    /// A start that fails leaves nothing behind: the listen address is bound before anything
+    /// is created, and what was created (data directory, certificate, master key, database,
+    /// directories) is removed again. What existed before is never touched.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
+        let listener = bind(config.listen)?;
+        let callback_client =
+            crate::callback::http_client(&config).map_err(|e| ServerError::Tls(e.to_string()))?;
+        let fresh = Fresh::before_start(&config);
+        match Self::start_on(config, listener, callback_client).await {
+            Ok(running) => Ok(running),
+            Err(e) => {
+                fresh.remove();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_on(
+        config: Config,
+        listener: std::net::TcpListener,
+        callback_client: reqwest::Client,
+    ) -> Result<Self, ServerError> {
+        prepare_data_dir(&config)?;
         let tls = if config.plain_http {
             None
         } else {
             Some(crate::tls::setup(&config)?)
         };
-        let callback_client =
-            crate::callback::http_client(&config).map_err(|e| ServerError::Tls(e.to_string()))?;
         let core = Core::open(config).await?;
         let state = Arc::new(AppState {
             config: core.config.clone(),
@@ -127,8 +299,6 @@ impl RunningServer {
             node_id: node_id(),
         });
 
-        let listener = std::net::TcpListener::bind(state.config.listen)?;
-        listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let handle = axum_server::Handle::new();
         let app = crate::http::router(state.clone()).into_make_service();

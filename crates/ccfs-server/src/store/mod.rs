@@ -395,7 +395,11 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, now: Timestamp) -> StoreResult<()>;
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (created when missing).
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+/// Opens the store a URL names (an SQLite file is created when missing).
+pub async fn open(url: &crate::urls::DatabaseUrl) -> StoreResult<Arc<dyn Store>> {
+    match url {
+        crate::urls::DatabaseUrl::Sqlite(path) => {
+            Ok(Arc::new(sqlite::SqliteStore::open_path(path).await?))
+        }
+    }
 }

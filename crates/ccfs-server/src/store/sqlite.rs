@@ -118,7 +118,17 @@ impl SqliteStore {
     /// Opens (creating the file and its directory when missing) and migrates the database at
     /// `url`: `sqlite:///abs/path.db`, `sqlite://relative/path.db` or `sqlite::memory:`.
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
+        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    /// As [`SqliteStore::open`], for the database file at `path` (taken as it is: no URL
+    /// decoding).
+    pub async fn open_path(path: &std::path::Path) -> StoreResult<SqliteStore> {
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
