@@ -93,7 +93,14 @@ impl ClientBuilder {
 
     /// Checks the settings and builds the client.
     pub fn build(self) -> Result<Client> {
-        let base = Url::parse(self.server.trim())
+        let server = self.server.trim();
+        if !server.contains("://") {
+            return Err(Error::Config(format!(
+                "server URL '{server}' has no scheme: write https://{server} \
+                 (or http://{server} for a server that speaks plain HTTP)"
+            )));
+        }
+        let base = Url::parse(server)
             .map_err(|e| Error::Config(format!("server URL '{}': {e}", self.server)))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(Error::Config(format!(
@@ -245,8 +252,93 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     s
 }
 
-/// Reads an answer that should be the JSON envelope into `resultData` or a typed error.
-pub(crate) fn read_envelope(status: reqwest::StatusCode, body: &[u8]) -> Result<Value> {
+/// Every error in `e`'s chain of causes, including the ones an `io::Error` wraps (its
+/// `source()` skips the error it wraps, which is where rustls puts its own).
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+    out: &mut Vec<&'a (dyn std::error::Error + 'static)>,
+) {
+    out.push(e);
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+    {
+        causes(inner, out);
+    } else if let Some(source) = e.source() {
+        causes(source, out);
+    }
+}
+
+/// `url` with another scheme (`http` ↔ `https`), for advice.
+fn with_scheme(url: &Url, scheme: &str) -> String {
+    let mut other = url.clone();
+    match other.set_scheme(scheme) {
+        Ok(()) => other.to_string(),
+        Err(()) => url.to_string(),
+    }
+}
+
+/// Turns a request to the server at `base` that could not be sent into the variant that says
+/// what to do: nothing listening, a certificate not trusted, plain HTTP against TLS or the
+/// other way round. Anything else stays [`Error::Http`].
+pub(crate) fn transport_error(base: &Url, e: reqwest::Error) -> Error {
+    let url = base.to_string();
+    let mut chain = Vec::new();
+    causes(&e, &mut chain);
+    let innermost = chain
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string());
+    let tls = chain.iter().find_map(|c| c.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            return Error::UntrustedCertificate {
+                url,
+                reason: "unknown issuer".into(),
+            };
+        }
+        Some(err @ rustls::Error::InvalidCertificate(_)) => {
+            return Error::Certificate {
+                url,
+                reason: err.to_string(),
+            };
+        }
+        Some(err @ rustls::Error::InvalidMessage(_)) if base.scheme() == "https" => {
+            return Error::NotTls {
+                http_url: with_scheme(base, "http"),
+                url,
+                reason: err.to_string(),
+            };
+        }
+        _ => {}
+    }
+    if base.scheme() == "http" && !e.is_connect() && !e.is_timeout() {
+        let not_http = chain.iter().any(|c| {
+            c.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_parse() || h.is_incomplete_message())
+                || c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset)
+        });
+        if not_http {
+            return Error::NotHttp {
+                https_url: with_scheme(base, "https"),
+                url,
+                reason: innermost,
+            };
+        }
+    }
+    if e.is_connect() && tls.is_none() && !e.is_timeout() {
+        return Error::Connect {
+            url,
+            reason: innermost,
+        };
+    }
+    Error::Http(e)
+}
+
+/// Reads an answer to a POST to `path` that should be the JSON envelope into `resultData` or
+/// a typed error.
+pub(crate) fn read_envelope(status: reqwest::StatusCode, path: &str, body: &[u8]) -> Result<Value> {
     let parsed = serde_json::from_slice::<Value>(body)
         .ok()
         .as_ref()
@@ -264,11 +356,14 @@ pub(crate) fn read_envelope(status: reqwest::StatusCode, body: &[u8]) -> Result<
         });
     }
     let Some((result_code, desc, data)) = parsed else {
-        return Err(Error::Protocol(format!(
-            "HTTP {}: the answer is not the CC-FS envelope: {}",
-            status.as_u16(),
-            snippet(body)
-        )));
+        return Err(Error::NotEnvelope {
+            status: status.as_u16(),
+            path: path.to_owned(),
+            body: snippet(body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        });
     };
     if result_code == ResultCode::Success.as_str() {
         Ok(data)
@@ -324,10 +419,20 @@ impl Client {
         self.inner.download_retries
     }
 
+    /// The path a request for the interface `path` goes to (the server URL's path first).
+    pub(crate) fn full_path(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.prefix)
+    }
+
+    /// See [`transport_error`].
+    pub(crate) fn transport_error(&self, e: reqwest::Error) -> Error {
+        transport_error(&self.inner.base, e)
+    }
+
     /// A signed `POST` of `body` to the interface `path`, not yet sent.
     pub(crate) fn signed_post(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         let inner = &self.inner;
-        let full_path = format!("{}{path}", inner.prefix);
+        let full_path = self.full_path(path);
         let mut url = inner.base.clone();
         url.set_path(&full_path);
         let timestamp = format_timestamp(fresh_millis(), true);
@@ -393,10 +498,10 @@ impl Client {
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let response = request.send().await?;
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let bytes = response.bytes().await?;
-        let data = read_envelope(status, &bytes)?;
+        let data = read_envelope(status, &self.full_path(path), &bytes)?;
         serde_json::from_value(data)
             .map_err(|e| Error::Protocol(format!("unexpected resultData of {path}: {e}")))
     }
@@ -597,6 +702,10 @@ mod tests {
     fn builder_refuses_bad_settings() {
         let b = |url: &str| Client::builder(url).credentials("ak", "sk").build();
         assert!(matches!(b("not a url"), Err(Error::Config(_))));
+        for no_scheme in ["127.0.0.1:28443", "localhost:28443"] {
+            let e = b(no_scheme).unwrap_err().to_string();
+            assert!(e.contains(&format!("write https://{no_scheme}")), "{e}");
+        }
         assert!(matches!(b("ftp://x"), Err(Error::Config(_))));
         assert!(matches!(b("https://x/?a=1"), Err(Error::Config(_))));
         assert!(matches!(
@@ -625,10 +734,13 @@ mod tests {
     #[test]
     fn envelopes_read_leniently_and_typed() {
         let ok = br#"{"resultCode":"0","resultDesc":"success","resultData":{"a":1}}"#;
-        assert_eq!(read_envelope(reqwest::StatusCode::OK, ok).unwrap()["a"], 1);
+        assert_eq!(
+            read_envelope(reqwest::StatusCode::OK, "/p", ok).unwrap()["a"],
+            1
+        );
         let err =
             br#"{"resultCode":"0300011","resultDesc":"The file does not exist.","resultData":""}"#;
-        match read_envelope(reqwest::StatusCode::OK, err) {
+        match read_envelope(reqwest::StatusCode::OK, "/p", err) {
             Err(Error::Api {
                 code,
                 result_code,
@@ -642,6 +754,7 @@ mod tests {
         }
         match read_envelope(
             reqwest::StatusCode::OK,
+            "/p",
             br#"{"resultCode":"9999","resultDesc":"x"}"#,
         ) {
             Err(Error::Api {
@@ -652,7 +765,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match read_envelope(reqwest::StatusCode::UNAUTHORIZED, b"nope") {
+        match read_envelope(reqwest::StatusCode::UNAUTHORIZED, "/p", b"nope") {
             Err(Error::Unauthorized {
                 status,
                 result_code,
@@ -665,10 +778,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            read_envelope(reqwest::StatusCode::BAD_GATEWAY, b"<html>"),
-            Err(Error::Protocol(_))
-        ));
+        let e = read_envelope(
+            reqwest::StatusCode::BAD_GATEWAY,
+            "/prefix/CCFS/x",
+            b"<html>\n  <p>bad\ngateway</p>",
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::NotEnvelope { status: 502, .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "HTTP 502 Bad Gateway from POST /prefix/CCFS/x: not a CC-FS answer (no resultCode \
+             envelope), so the server URL is probably not a CC-FS server or not its base URL; \
+             the answer begins: <html> <p>bad gateway</p>"
+        );
     }
 
     #[test]

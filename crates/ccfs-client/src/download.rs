@@ -173,10 +173,14 @@ impl Client {
         }
         let mut response = match request.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                return Ok(Attempt::Again(e.into()))
+            Err(e) => {
+                let again = e.is_connect() || e.is_timeout() || e.is_request();
+                // A certificate refused or the wrong scheme will not change by trying again.
+                return match self.transport_error(e) {
+                    e @ (Error::Http(_) | Error::Connect { .. }) if again => Ok(Attempt::Again(e)),
+                    e => Err(e),
+                };
             }
-            Err(e) => return Err(e.into()),
         };
         let status = response.status();
         if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
@@ -190,7 +194,7 @@ impl Client {
             && is_octet_stream(header(&response, CONTENT_TYPE));
         if !file_answer {
             let bytes = response.bytes().await?;
-            read_envelope(status, &bytes)?;
+            read_envelope(status, &self.full_path(paths::DOWNLOAD), &bytes)?;
             return Err(Error::Protocol(format!(
                 "HTTP {}: a success envelope instead of the file",
                 status.as_u16()

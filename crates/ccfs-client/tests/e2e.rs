@@ -217,7 +217,15 @@ async fn every_call_over_https() {
         .credentials(&env.export_ak, &env.export_sk)
         .build()
         .expect("client");
-    assert!(matches!(untrusting.status(&id).await, Err(Error::Http(_))));
+    match untrusting.status(&id).await {
+        Err(e @ Error::UntrustedCertificate { .. }) => {
+            assert!(
+                e.to_string().contains("--ca-cert ccfs-data/tls/cert.pem"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 
     env.server.shutdown().await;
 }

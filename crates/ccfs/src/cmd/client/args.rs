@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
+use jiff::tz::TimeZone;
+
+use super::window::{parse_zone, WindowTime};
 
 /// The server a client command talks to when neither `--server` nor `CCFS_SERVER` says.
 pub const DEFAULT_SERVER: &str = "https://127.0.0.1:28443";
@@ -90,12 +93,18 @@ pub enum ClientCommand {
 /// The time window and filters of an export.
 #[derive(Debug, Clone, Args)]
 pub struct WindowArgs {
-    /// Start of the window, `yyyy-MM-dd HH:mm:ss` (or `yyyy-MM-dd`) in the developer's time zone.
-    #[arg(long, value_name = "T")]
-    pub begin: String,
+    /// Start of the window, `yyyy-MM-dd HH:mm:ss` (or `yyyy-MM-dd`) in the developer's time
+    /// zone, or RFC 3339 (2024-05-01T00:00:00+08:00; see --timezone).
+    #[arg(long, value_name = "T", value_parser = WindowTime::parse)]
+    pub begin: WindowTime,
     /// End of the window (exclusive), same format; at most 3 days after --begin by default.
-    #[arg(long, value_name = "T")]
-    pub end: String,
+    #[arg(long, value_name = "T", value_parser = WindowTime::parse)]
+    pub end: WindowTime,
+    /// The developer's time zone (IANA, e.g. Asia/Shanghai): RFC 3339 times are converted to
+    /// it. Without it an RFC 3339 time keeps its own date and time of day and its offset is
+    /// dropped (2024-05-01T00:00:00+08:00 is sent as 2024-05-01 00:00:00).
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+    pub timezone: Option<TimeZone>,
     /// Only this enterprise account (one the developer owns).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
@@ -139,6 +148,7 @@ http://127.0.0.1:9/unused, is sent unless --callback-url is also given).
 Examples:
   ccfs client generate --begin '2024-05-01 00:00:00' --end '2024-05-02 00:00:00' --callback-url https://me.example.com/cb
   ccfs client generate --begin 2024-05-01 --end 2024-05-02 --account acme01 --wait
+  ccfs client generate --begin 2024-05-01T00:00:00Z --end 2024-05-02T00:00:00Z --timezone Asia/Shanghai --wait
   ccfs client generate --begin 2024-05-01 --end 2024-05-02 --wait --idempotency-key nightly-20240501 --json"
 )]
 pub struct GenerateArgs {

@@ -12,6 +12,7 @@
 pub mod args;
 mod output;
 mod receive;
+mod window;
 
 use std::sync::Arc;
 
@@ -63,20 +64,10 @@ fn client(conn: &ConnArgs) -> anyhow::Result<Client> {
     Ok(builder.build()?)
 }
 
-/// A window bound as the server wants it: a bare date means its midnight.
-fn local_time(value: &str) -> String {
-    let v = value.trim();
-    if v.len() == 10 && v.as_bytes().get(4) == Some(&b'-') {
-        format!("{v} 00:00:00")
-    } else {
-        v.replacen('T', " ", 1)
-    }
-}
-
 fn generate_body(w: &WindowArgs, callback_url: &str) -> GenerateBody {
     GenerateBody {
-        begin_time: local_time(&w.begin),
-        end_time: local_time(&w.end),
+        begin_time: w.begin.to_server(w.timezone.as_ref()),
+        end_time: w.end.to_server(w.timezone.as_ref()),
         account_id: w.account.clone(),
         agent_id: w.agent.clone(),
         callback_url: callback_url.to_owned(),
