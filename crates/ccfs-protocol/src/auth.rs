@@ -479,7 +479,14 @@ mod tests {
     #[test]
     fn empty_query_line_variant() {
         let ts = "2021-08-31T09:38:50Z";
-        let port = sign_in(QueryLine::AlwaysWritten, AK, SK, ts, &post(), &[("host", HOST)]);
+        let port = sign_in(
+            QueryLine::AlwaysWritten,
+            AK,
+            SK,
+            ts,
+            &post(),
+            &[("host", HOST)],
+        );
         let canonical = canonical_request_in(
             QueryLine::AlwaysWritten,
             "host",
@@ -490,7 +497,10 @@ mod tests {
         let h = AuthHeader::parse(&port).unwrap();
         let lookup = |_: &str| Some(HOST.to_owned());
         let both = [QueryLine::OmittedWhenEmpty, QueryLine::AlwaysWritten];
-        assert_eq!(h.verify(SK, &post(), lookup), Err(AuthError::SignatureMismatch));
+        assert_eq!(
+            h.verify(SK, &post(), lookup),
+            Err(AuthError::SignatureMismatch)
+        );
         assert_eq!(h.verify_in(&both, SK, &post(), lookup), Ok(()));
         assert_eq!(
             h.verify_in(&both, "wrong", &post(), lookup),
@@ -502,7 +512,14 @@ mod tests {
             ..post()
         };
         assert_eq!(
-            sign_in(QueryLine::AlwaysWritten, AK, SK, ts, &req, &[("host", HOST)]),
+            sign_in(
+                QueryLine::AlwaysWritten,
+                AK,
+                SK,
+                ts,
+                &req,
+                &[("host", HOST)]
+            ),
             sign(AK, SK, ts, &req, &[("host", HOST)])
         );
     }

@@ -67,6 +67,14 @@ pub fn backoff(config: &Config, failures: u32) -> SignedDuration {
     SignedDuration::from_secs_f64(full * rand::random_range(0.5..=1.0))
 }
 
+/// When to try again after a failure at `now`: `now + delay`, but never within the same second.
+/// Callbacks are signed with a seconds timestamp, so two attempts in one second would carry one
+/// signature, and a receiver that refuses replays would turn the second away.
+pub fn retry_at(now: Timestamp, delay: SignedDuration) -> Timestamp {
+    let next_second = Timestamp::from_second(now.as_second().saturating_add(1)).unwrap_or(now);
+    (now + delay).max(next_second)
+}
+
 /// Runs the loop until `shutdown`.
 pub fn spawn(
     state: Arc<AppState>,
@@ -120,7 +128,8 @@ async fn round(
                 Ok(()) => Attempt::Delivered,
                 Err(error) => {
                     let failures = cb.attempts + 1;
-                    let next = Timestamp::now() + backoff(&state.config, failures);
+                    let now = Timestamp::now();
+                    let next = retry_at(now, backoff(&state.config, failures));
                     if next > cb.give_up_at {
                         Attempt::GaveUp { error }
                     } else {
@@ -233,6 +242,22 @@ mod tests {
             let late = backoff(&c, 20).as_secs_f64();
             assert!((300.0..=600.0).contains(&late), "{late}");
         }
+    }
+
+    #[test]
+    fn a_retry_is_never_signed_in_the_same_second() {
+        let now: Timestamp = "2026-12-01T21:32:39.529Z".parse().unwrap();
+        let ms = SignedDuration::from_millis;
+        assert_eq!(retry_at(now, ms(300)).to_string(), "2026-12-01T21:32:40Z");
+        assert_eq!(retry_at(now, ms(0)).to_string(), "2026-12-01T21:32:40Z");
+        assert_eq!(
+            retry_at(now, ms(700)).to_string(),
+            "2026-12-01T21:32:40.229Z"
+        );
+        assert_eq!(
+            retry_at(now, SignedDuration::from_secs(10)).to_string(),
+            "2026-12-01T21:32:49.529Z"
+        );
     }
 
     #[test]

@@ -265,7 +265,14 @@ async fn fetch_and_wait_report_the_record_count_and_warn_when_empty() {
     );
 
     // generate --wait, text and JSON.
-    let out = s.run(&["generate", "--begin", empty_begin, "--end", empty_end, "--wait"]);
+    let out = s.run(&[
+        "generate",
+        "--begin",
+        empty_begin,
+        "--end",
+        empty_end,
+        "--wait",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

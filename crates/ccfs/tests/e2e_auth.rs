@@ -673,7 +673,9 @@ async fn the_empty_query_line_form_is_accepted_with_the_right_secret_only() {
     let c = server.client(&app);
     let port = || Opts::new().host_only().seconds().empty_query_line();
     assert_accepted(&probe(&c, &port()).await, "status, empty query line");
-    let got = c.call_with(GENERATE, generate_body(&receiver), &port()).await;
+    let got = c
+        .call_with(GENERATE, generate_body(&receiver), &port())
+        .await;
     assert_generated(&got, "generate, empty query line");
     let r = probe(&c, &port().wrong_secret()).await;
     assert_refused(
@@ -698,7 +700,10 @@ async fn the_empty_query_line_form_is_accepted_with_the_right_secret_only() {
         &[&app.secret],
         "empty query line, switched off",
     );
-    assert_accepted(&probe(&c, &Opts::new()).await, "the SPEC's form, switched off");
+    assert_accepted(
+        &probe(&c, &Opts::new()).await,
+        "the SPEC's form, switched off",
+    );
 }
 
 #[tokio::test]

@@ -786,7 +786,11 @@ async fn a_downloaded_files_pending_callback_is_superseded() {
     let received = rx.received().len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, after) = client.status(&id).await;
-    assert_eq!(rx.received().len(), received, "no attempt after superseding");
+    assert_eq!(
+        rx.received().len(),
+        received,
+        "no attempt after superseding"
+    );
     assert_eq!(callback(&after), callback(&before), "{after}");
     assert_eq!(callback(&after)["state"], "superseded", "{after}");
     assert_eq!(success_data(&after)["state"], "succeeded", "{after}");

@@ -134,7 +134,9 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
         move || {
             tokio::spawn(async move {
                 match state.store.supersede_callback(&id).await {
-                    Ok(true) => tracing::info!(response_id = %id, "file downloaded: pending callback superseded"),
+                    Ok(true) => {
+                        tracing::info!(response_id = %id, "file downloaded: pending callback superseded")
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(response_id = %id, "superseding the callback: {e}"),
                 }

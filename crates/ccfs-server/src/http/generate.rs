@@ -60,8 +60,8 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
         .window
         .to_instants(&tz)
         .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "beginTime"))?;
-    let idempotency =
-        idempotency_key(signed, state.config.replay)?.map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
+    let idempotency = idempotency_key(signed, state.config.replay)?
+        .map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
     let now = Timestamp::now();
     let response_id = ResponseId::from_bytes(rand::random());
     let developer_id: AppId = dev.app_id.clone();

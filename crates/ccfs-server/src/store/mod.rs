@@ -243,9 +243,14 @@ impl CallbackState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Failed, Self::Superseded]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            Self::Pending,
+            Self::Delivered,
+            Self::Failed,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 
