@@ -60,7 +60,9 @@ norm() {
     printf '%s' "$out"
 }
 
-# HEX(HMAC-SHA256(key, message)); the key is used as the string given.
+# HEX(HMAC-SHA256(key, message)); the key is used as the string given. openssl takes the key
+# on its command line, visible in the process list while it runs: fine on your own machine, not
+# on a shared one (see examples/README.md).
 hmac_hex() {
     printf '%s' "$2" | openssl dgst -sha256 -hmac "$1" | sed 's/^.*= *//'
 }

@@ -223,6 +223,15 @@ impl Config {
             };
             table.insert((*key).to_owned(), value);
         }
+        // A key that was replaced: say by what, rather than "unknown field".
+        if table.contains_key("replay_protection") || env("CCFS_REPLAY_PROTECTION").is_some() {
+            return Err(ConfigError::Invalid(
+                "replay_protection was replaced by replay = \"retry\" | \"refuse\" | \"off\" \
+                 (CCFS_REPLAY): true was \"refuse\", false was \"off\"; the default is now \
+                 \"retry\", which serves an identical signature again as a retry"
+                    .into(),
+            ));
+        }
         let config: Config = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
@@ -356,6 +365,12 @@ mod tests {
         })
         .unwrap();
         assert!(!c.accept_empty_query_line);
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_REPLAY_PROTECTION").then(|| "true".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("replaced by replay"), "{e}");
     }
 
     #[test]

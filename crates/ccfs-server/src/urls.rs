@@ -39,22 +39,21 @@ fn scheme(url: &str) -> Option<&str> {
 /// `url` without what may be secret: the user name and password before `@` in the authority,
 /// and the query.
 pub fn redact(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((before, _)) => (before, "?…"),
-        None => (url, ""),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
     };
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return format!("{url}{query}");
+    // Everything up to the last `@` may be user info: a password may hold `/`, `?` or `@`.
+    // Cutting at the last one can only hide more than needed, never show a password.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let rest = match rest.split_once('?') {
+        Some((before, _)) => format!("{before}?…"),
+        None => rest.to_owned(),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = match authority.rsplit_once('@') {
-        Some((_, host)) => host,
-        None => authority,
-    };
-    format!("{scheme}://{host}{path}{query}")
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
 }
 
 /// The remark after the supported schemes for a scheme that is planned but not built yet.
@@ -271,5 +270,12 @@ mod tests {
         assert_eq!(redact("postgres://u:p@h"), "postgres://h");
         assert_eq!(redact("s3://b/p?k=v"), "s3://b/p?…");
         assert_eq!(redact("/plain/path"), "/plain/path");
+        // Passwords holding `/`, `?` or `@` stay hidden.
+        assert_eq!(redact("postgres://u:pa/ss@h/db"), "postgres://h/db");
+        assert_eq!(redact("postgres://u:p?ss@h/db?x=1"), "postgres://h/db?…");
+        assert_eq!(
+            redact("postgres://u:p@ss@h:5432/db"),
+            "postgres://h:5432/db"
+        );
     }
 }

@@ -286,9 +286,9 @@ A record whose id is stored with different content (a corrected record) is a con
 default (--on-conflict fail) nothing of its file is stored and the command stops with
 `error: FILE:LINE: id ID: conflicts with a stored record with different content`; with skip the
 stored record stays, with replace the file's record overwrites it, and the summary counts the
-conflicts and names the first ones. Conflicts are checked before a file is stored, except
-between two versions of one id further apart in the file than --batch records: the second
-one stops the command when it is reached, after the batches before it were stored.
+conflicts and names the first ones. Conflicts are checked before a file is stored, also
+between two versions of one id within the file (the first pass then keeps about 40 bytes per
+record in memory; with skip or replace it keeps nothing).
 
 A record's developer_id must name an existing developer (or use --app), and its local times
 (YYYY-MM-DD hh:mm:ss) are read in that developer's time zone; RFC 3339 times with an offset

@@ -547,26 +547,24 @@ fn two_versions_of_an_id_in_one_file() {
     // Within one batch the first pass sees it: nothing is stored.
     let err = env.fails(&["import", &file]);
     assert!(
-        err.contains("error: twice.csv:3: id d1: conflicts with a stored record"),
+        err.contains("error: twice.csv:3: id d1: conflicts with line 1 of the same file"),
         "{err}"
     );
     assert!(env.stored("dev-a").is_empty());
-    // In different batches it is found while storing: the batches before it stay stored,
-    // and the error says so.
-    let err = env.fails(&["import", &file, "--batch", "2"]);
+    // In different batches too: the first pass remembers the ids of the whole file.
+    let err = env.fails(&["import", &file, "--batch", "1"]);
     assert!(
         err.contains(
-            "error: twice.csv:3: id d1: conflicts with a stored record with different content \
-             (use --on-conflict skip or replace); the records of twice.csv before line 3 are \
-             stored, the rest is not"
+            "error: twice.csv:3: id d1: conflicts with line 1 of the same file, a different \
+             version of the record (use --on-conflict replace to keep the later one, or skip)"
         ),
         "{err}"
     );
-    assert_eq!(env.stored("dev-a").len(), 2);
+    assert!(env.stored("dev-a").is_empty());
     // With replace, the later version wins.
     assert_eq!(
-        env.ok(&["import", &file, "--on-conflict", "replace"]),
-        "twice.csv: 3 records, 0 inserted, 2 already present, 1 conflict replaced (id d1)\n"
+        env.ok(&["import", &file, "--on-conflict", "replace", "--batch", "1"]),
+        "twice.csv: 3 records, 2 inserted, 0 already present, 1 conflict replaced (id d1)\n"
     );
     assert!(op_types(&env).contains(&("d1".into(), "5".into())));
 }

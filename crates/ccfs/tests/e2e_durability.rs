@@ -398,10 +398,23 @@ async fn killed_while_the_job_is_running() {
     );
 }
 
+/// The first bytes of a finished file: it is downloadable, without superseding its callback
+/// (only a download that reaches the end of the file does).
+async fn assert_head_downloadable(c: &Client, name: &str, what: &str) {
+    let r = c.download(name, Some("bytes=0-9")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::PARTIAL_CONTENT,
+        "{what}: {}",
+        r.text()
+    );
+    assert_eq!(&r.body[..4], b"PK\x03\x04", "{what}: a zip");
+}
+
 /// A callback that keeps failing survives a SIGKILL: its attempts are kept, retries go on
 /// after the restart, each freshly signed, and it is delivered once the receiver recovers. The
-/// file is downloaded only at the end: a download by its owner would stop (supersede) the
-/// callback, which `e2e_export` tests.
+/// file stays downloadable all along; it is downloaded whole only at the end, since a whole
+/// download by its owner stops (supersedes) the callback, which `e2e_export` tests.
 #[tokio::test]
 async fn killed_while_the_callback_is_failing() {
     let config = ConfigFile::new(1);
@@ -426,6 +439,7 @@ async fn killed_while_the_callback_is_failing() {
         .as_str()
         .expect("file name")
         .to_owned();
+    assert_head_downloadable(&c, &name, "while the callback fails").await;
     let failing = wait_job(
         &server,
         &c,
@@ -456,6 +470,7 @@ async fn killed_while_the_callback_is_failing() {
         after["callback"]["attempts"].as_u64().unwrap_or(0) >= attempts_before,
         "the attempts survive the restart: {attempts_before} before, now {after}"
     );
+    assert_head_downloadable(&c, &name, "after the restart").await;
     // Retries go on after the restart.
     wait_job(
         &server,

@@ -275,12 +275,12 @@ fn a_begin_in_the_wrong_format_says_which_formats_work() {
     assert!(help.contains("or RFC 3339"), "{help}");
     assert!(help.contains("--timezone <ZONE>"), "{help}");
     assert!(
-        help.contains("Without it an RFC 3339 time keeps its own date and time of day"),
+        help.contains("An RFC 3339 time without it is refused"),
         "{help}"
     );
 }
 
-/// An RFC 3339 window is converted to `--timezone`; without it its own wall-clock time is sent.
+/// An RFC 3339 window is converted to `--timezone`; without it, it is refused with what to do.
 #[tokio::test]
 async fn an_rfc3339_window_is_converted_to_the_timezone_given() {
     let server = TestServer::start(&[]);
@@ -301,8 +301,8 @@ async fn an_rfc3339_window_is_converted_to_the_timezone_given() {
     .collect();
     server.client(&ingest).import_ok(&records).await;
     let cert = server.data_dir().join("tls/cert.pem");
-    let count = |extra: &[&str]| {
-        let out = server
+    let run = |extra: &[&str]| {
+        server
             .command()
             .env("CCFS_SERVER", format!("https://{}", server.host()))
             .env("CCFS_AK", &app.app_id)
@@ -313,7 +313,10 @@ async fn an_rfc3339_window_is_converted_to_the_timezone_given() {
             .args(["--end", "2024-05-01T10:30:00+02:00"])
             .args(extra)
             .output()
-            .expect("run ccfs");
+            .expect("run ccfs")
+    };
+    let count = |extra: &[&str]| {
+        let out = run(extra);
         assert!(
             out.status.success(),
             "{}",
@@ -322,9 +325,17 @@ async fn an_rfc3339_window_is_converted_to_the_timezone_given() {
         let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
         status["recordCount"].as_u64().expect("recordCount")
     };
-    // 07:00–08:30 UTC holds r0; 09:00–10:30, the wall-clock time as written, r1 and r2.
+    // 07:00–08:30 UTC holds r0; 09:00–10:30 (the wall-clock time as written) would hold r1
+    // and r2, which is why an offset without a zone is refused rather than dropped.
     assert_eq!(count(&["--timezone", "UTC"]), 1);
-    assert_eq!(count(&[]), 2);
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--begin: 2024-05-01T09:00:00 has a UTC offset")
+            && stderr.contains("add --timezone ZONE"),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

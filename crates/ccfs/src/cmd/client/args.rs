@@ -101,9 +101,8 @@ pub struct WindowArgs {
     #[arg(long, value_name = "T", value_parser = WindowTime::parse)]
     pub end: WindowTime,
     /// The developer's time zone (IANA, e.g. Asia/Shanghai): RFC 3339 times are converted to
-    /// it. Without it an RFC 3339 time keeps its own date and time of day and its offset is
-    /// dropped (2024-05-01T00:00:00+08:00 is sent as 2024-05-01 00:00:00).
-    #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+    /// it. An RFC 3339 time without it is refused (its offset would be the wrong one to drop).
+    #[arg(long, value_name = "ZONE", env = "CCFS_TIMEZONE", value_parser = parse_zone)]
     pub timezone: Option<TimeZone>,
     /// Only this enterprise account (one the developer owns).
     #[arg(long, value_name = "ID")]
@@ -143,7 +142,8 @@ impl WaitArgs {
     after_help = "\
 Give --callback-url to have the server announce the file there (see `ccfs client receive`), or
 --wait to poll the status extension until the file is ready (then a placeholder callBackURL,
-http://127.0.0.1:9/unused, is sent unless --callback-url is also given).
+http://127.0.0.1:9/unused, is sent unless --callback-url is also given; the server retries it
+until the file is downloaded, so download it, or use `ccfs client fetch`, which does both).
 
 Examples:
   ccfs client generate --begin '2024-05-01 00:00:00' --end '2024-05-02 00:00:00' --callback-url https://me.example.com/cb
@@ -233,7 +233,8 @@ pub struct ReceiverTlsArgs {
     about = "Generate, wait for the file, download and verify it, in one go",
     after_help = "\
 Without --callback-listen the status extension is polled and the placeholder callBackURL
-http://127.0.0.1:9/unused is sent (the server's callback attempts then fail harmlessly).
+http://127.0.0.1:9/unused is sent; the server's attempts to reach it stop (superseded) as soon
+as the file is downloaded.
 With --callback-listen ADDR a receiver runs on ADDR for the duration, the server is told to
 call it back (at --callback-url, default http(s)://ADDR/ccfs/callback), and the command waits
 for that signed callback: this works against any CC-FS server.

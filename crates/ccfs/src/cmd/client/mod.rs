@@ -64,14 +64,21 @@ fn client(conn: &ConnArgs) -> anyhow::Result<Client> {
     Ok(builder.build()?)
 }
 
-fn generate_body(w: &WindowArgs, callback_url: &str) -> GenerateBody {
-    GenerateBody {
-        begin_time: w.begin.to_server(w.timezone.as_ref()),
-        end_time: w.end.to_server(w.timezone.as_ref()),
+fn generate_body(w: &WindowArgs, callback_url: &str) -> anyhow::Result<GenerateBody> {
+    let zone = w.timezone.as_ref();
+    Ok(GenerateBody {
+        begin_time: w
+            .begin
+            .to_server(zone)
+            .map_err(|e| anyhow::anyhow!("--begin: {e}"))?,
+        end_time: w
+            .end
+            .to_server(zone)
+            .map_err(|e| anyhow::anyhow!("--end: {e}"))?,
         account_id: w.account.clone(),
         agent_id: w.agent.clone(),
         callback_url: callback_url.to_owned(),
-    }
+    })
 }
 
 async fn send_generate(
@@ -100,7 +107,7 @@ async fn generate(conn: &ConnArgs, out: &Out, a: GenerateArgs) -> anyhow::Result
     let url = a.callback_url.as_deref().unwrap_or(PLACEHOLDER_CALLBACK);
     let id = send_generate(
         &client,
-        &generate_body(&a.window, url),
+        &generate_body(&a.window, url)?,
         a.idempotency_key.as_deref(),
     )
     .await?;
@@ -117,6 +124,13 @@ async fn generate(conn: &ConnArgs, out: &Out, a: GenerateArgs) -> anyhow::Result
     let done = wait(&client, &id, &a.wait_args).await?;
     out.status(&done)?;
     out.warn_if_empty(done.record_count);
+    if a.callback_url.is_none() {
+        out.note(&format!(
+            "next: ccfs client download {} (until then the server keeps retrying the \
+             placeholder callBackURL)",
+            done.agent_opr_info_file_name
+        ));
+    }
     Ok(())
 }
 
@@ -186,7 +200,7 @@ async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
             let url = a.callback_url.as_deref().unwrap_or(PLACEHOLDER_CALLBACK);
             let id = send_generate(
                 &client,
-                &generate_body(&a.window, url),
+                &generate_body(&a.window, url)?,
                 a.idempotency_key.as_deref(),
             )
             .await?;
@@ -205,7 +219,7 @@ async fn fetch(conn: &ConnArgs, out: &Out, a: FetchArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| receiver.url("/ccfs/callback"));
             let id = send_generate(
                 &client,
-                &generate_body(&a.window, &url),
+                &generate_body(&a.window, &url)?,
                 a.idempotency_key.as_deref(),
             )
             .await?;

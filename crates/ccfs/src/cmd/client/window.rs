@@ -2,8 +2,8 @@
 //! wants, `yyyy-MM-dd HH:mm:ss` in the developer's time zone, or RFC 3339, converted to it.
 //!
 //! The client cannot know the developer's time zone (the server keeps it), so an RFC 3339 time
-//! is converted to the zone `--timezone` names; without `--timezone` its own date and time of
-//! day are sent and its offset is dropped, which is right when the offset is the developer's.
+//! is converted to the zone `--timezone` names; without `--timezone` it is refused, since
+//! dropping its offset would move the window without a word.
 
 use jiff::civil::{Date, DateTime, Time};
 use jiff::fmt::temporal::Pieces;
@@ -44,16 +44,26 @@ impl WindowTime {
     }
 
     /// What the server is sent, `yyyy-MM-dd HH:mm:ss`: an RFC 3339 time converted to `zone`
-    /// when one is given, else its own date and time of day (fractions of a second dropped).
-    pub fn to_server(self, zone: Option<&TimeZone>) -> String {
+    /// (fractions of a second dropped). An RFC 3339 time without a zone is refused: the error
+    /// says to give `--timezone`.
+    pub fn to_server(self, zone: Option<&TimeZone>) -> Result<String, String> {
         let dt = match (self, zone) {
-            (WindowTime::Local(dt), _) | (WindowTime::Offset { local: dt, .. }, None) => dt,
+            (WindowTime::Local(dt), _) => dt,
+            (WindowTime::Offset { local, offset }, None) => {
+                return Err(format!(
+                    "{} has a UTC offset ({offset}), but the server reads --begin and --end in \
+                     the developer's time zone, which this client does not know: add \
+                     --timezone ZONE (the developer's, e.g. Europe/Berlin) to convert it, or \
+                     write yyyy-MM-dd HH:mm:ss in the developer's time zone",
+                    local.strftime("%Y-%m-%dT%H:%M:%S")
+                ))
+            }
             (WindowTime::Offset { local, offset }, Some(zone)) => offset
                 .to_timestamp(local)
                 .map(|ts| ts.to_zoned(zone.clone()).datetime())
                 .unwrap_or(local),
         };
-        dt.strftime("%Y-%m-%d %H:%M:%S").to_string()
+        Ok(dt.strftime("%Y-%m-%d %H:%M:%S").to_string())
     }
 }
 
@@ -85,7 +95,10 @@ mod tests {
 
     fn sent(value: &str, zone: Option<&str>) -> String {
         let zone = zone.map(|z| parse_zone(z).unwrap());
-        WindowTime::parse(value).unwrap().to_server(zone.as_ref())
+        WindowTime::parse(value)
+            .unwrap()
+            .to_server(zone.as_ref())
+            .unwrap()
     }
 
     #[test]
@@ -102,13 +115,17 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_keeps_its_wall_clock_or_is_converted_to_the_timezone() {
-        assert_eq!(
-            sent("2026-11-20T00:00:00+01:00", None),
-            "2026-11-20 00:00:00"
+    fn rfc3339_is_converted_to_the_timezone_or_refused_without_one() {
+        let refused = WindowTime::parse("2026-11-20T00:00:00+01:00")
+            .unwrap()
+            .to_server(None)
+            .unwrap_err();
+        assert!(
+            refused.contains("2026-11-20T00:00:00") && refused.contains("--timezone ZONE"),
+            "{refused}"
         );
         assert_eq!(
-            sent("2026-11-20T00:00:00.999Z", None),
+            sent("2026-11-20T00:00:00.999Z", Some("UTC")),
             "2026-11-20 00:00:00"
         );
         assert_eq!(

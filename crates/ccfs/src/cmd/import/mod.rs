@@ -9,12 +9,13 @@
 //!
 //! A record whose id is stored with different content is a conflict, handled as
 //! `--on-conflict` says. With `fail` (the default) the first pass also asks the store, batch by
-//! batch, whether a record conflicts, and stops before anything of the file is stored; the
+//! batch, whether a record conflicts, and remembers the ids of the whole file ([`seen`]) to find
+//! two versions of one id anywhere in it; it stops before anything of the file is stored. The
 //! store checks again while storing (in the same transaction as the writes), which catches
-//! what the first pass cannot see: two versions of an id in different batches of the file,
-//! and another writer in between.
+//! another writer in between.
 
 mod rows;
+mod seen;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use ccfs_server::Config;
 use serde::Serialize;
 
 use self::rows::Rows;
+use self::seen::{Seen, SeenIds};
 use crate::cli::{Format, ImportArgs};
 use crate::progress;
 
@@ -95,11 +97,13 @@ impl Batch {
     }
 }
 
-/// The conflicts found in one file: how many, and the first few as `(line, id)`.
+/// The conflicts found in one file: how many, and the first few as `(line, id)`; and the
+/// first two versions of one id within the file, as `(line, id, earlier line)`.
 #[derive(Default)]
 struct Conflicts {
     count: u64,
     first: Vec<(u64, String)>,
+    in_file: Option<(u64, String, u64)>,
 }
 
 impl Conflicts {
@@ -112,6 +116,13 @@ impl Conflicts {
     /// `FILE:LINE: id ID: conflicts …`, naming the first conflict and listing the others.
     fn message(&self, path: &Path) -> String {
         let file = path.display();
+        if let (Some((line, id, first_line)), None) = (&self.in_file, self.first.first()) {
+            return format!(
+                "{file}:{line}: id {id}: conflicts with line {first_line} of the same file, a \
+                 different version of the record (use --on-conflict replace to keep the later \
+                 one, or skip)"
+            );
+        }
         let Some((line, id)) = self.first.first() else {
             return format!("{file}: conflicts with stored records");
         };
@@ -188,6 +199,7 @@ impl FileImport<'_> {
         let check = self.on_conflict == OnConflict::Fail;
         let mut pending = Batch::default();
         let mut conflicts = Conflicts::default();
+        let mut seen = SeenIds::default();
         let mut n = 0u64;
         loop {
             let next = self.next(&mut rows, ingest).await?;
@@ -198,7 +210,17 @@ impl FileImport<'_> {
                     bar.set_position(n);
                 }
                 if check {
-                    pending.push(line, record);
+                    match seen.note(&record, line) {
+                        // A later version is not asked about again: the store would count it
+                        // against the first version of the same batch.
+                        Seen::Differs { first_line } => {
+                            conflicts.count += 1;
+                            conflicts
+                                .in_file
+                                .get_or_insert((line, record.id.clone(), first_line));
+                        }
+                        Seen::Same | Seen::New => pending.push(line, record),
+                    }
                 }
             }
             if pending.len() >= self.batch || (done && pending.len() > 0) {
