@@ -18,17 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ccfs_protocol::envelope::RequestEnvelope;
-use ccfs_protocol::messages::CallbackBody;
-use jiff::{tz::TimeZone, SignedDuration, Timestamp};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::{BlobError, Stored};
+use crate::blobs::{BlobError, Blobs, Stored};
 use crate::config::Config;
+use crate::model::{Callback, Job, JobOutcome};
 use crate::state::AppState;
-use crate::store::{Callback, CallbackState, Job, JobOutcome, StoreError};
+use crate::store::{JobQueue, Records, Store, StoreError};
 
 pub use archive::{build_zip, build_zip_until, Built, ZipSettings};
 
@@ -62,8 +62,6 @@ pub enum ExportError {
     Cancelled,
     #[error("uploading the export file: {0}")]
     Blob(#[from] BlobError),
-    #[error("unknown time zone '{0}'")]
-    UnknownTimeZone(String),
     #[error("encoding the callback body: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -73,10 +71,9 @@ impl ExportError {
     /// the internal details (paths, database messages), which go to the server log.
     pub fn reason(&self) -> String {
         match self {
-            ExportError::UnknownTimeZone(tz) => format!(
-                "The export could not be built: the developer's time zone '{tz}' is not known to the server."
-            ),
-            ExportError::Store(_) => "The export could not be built: the records could not be read.".into(),
+            ExportError::Store(_) => {
+                "The export could not be built: the records could not be read.".into()
+            }
             ExportError::Blob(_) => "The export could not be stored in the file store.".into(),
             ExportError::Io(_)
             | ExportError::Zip(_)
@@ -87,22 +84,60 @@ impl ExportError {
             ExportError::Cancelled => "The export was interrupted.".into(),
         }
     }
+}
 
-    /// Whether trying again cannot help.
-    fn is_permanent(&self) -> bool {
-        matches!(self, ExportError::UnknownTimeZone(_))
+/// What the export workers share.
+///
+/// Generic over the store, which the runner uses through two of its parts only, [`JobQueue`]
+/// and [`Records`]: the server runs it on its `dyn Store` ([`Exports::of`]), and the runner's
+/// tests on a fake that implements those two parts and nothing else. Generic rather than
+/// `Arc<dyn JobQueue>` and `Arc<dyn Records>` fields because making those from the server's
+/// `Arc<dyn Store>` takes trait upcasting, which is newer than this crate's minimum Rust; one
+/// type parameter, bound once on the `impl` below, costs less than a second handle per part.
+pub struct Exports<S: ?Sized> {
+    pub store: Arc<S>,
+    pub config: Arc<Config>,
+    pub blobs: Blobs,
+    /// This process's name in job leases.
+    pub node_id: String,
+    /// Rung when a job is queued, so an idle worker starts at once.
+    pub wake: Arc<Notify>,
+    /// Rung when a job is published with its callback, for the callback loop.
+    pub callbacks: Arc<Notify>,
+}
+
+impl Exports<dyn Store> {
+    /// The workers' share of the server's state.
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            store: state.store.clone(),
+            config: state.config.clone(),
+            blobs: state.blobs.clone(),
+            node_id: state.node_id.clone(),
+            wake: state.wake_exports.clone(),
+            callbacks: state.wake_callbacks.clone(),
+        }
     }
 }
 
 /// Starts `config.export_workers` export workers (none for an API-only node). Each stops when
 /// `shutdown` fires, after releasing the job it holds; await the handles to know they are done.
-pub fn spawn_workers(state: Arc<AppState>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-    (0..state.config.export_workers)
-        .map(|n| tokio::spawn(worker(state.clone(), shutdown.clone(), n)))
+pub fn spawn_workers<S>(
+    exports: Arc<Exports<S>>,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>>
+where
+    S: JobQueue + Records + ?Sized,
+{
+    (0..exports.config.export_workers)
+        .map(|n| tokio::spawn(worker(exports.clone(), shutdown.clone(), n)))
         .collect()
 }
 
-async fn worker(state: Arc<AppState>, shutdown: CancellationToken, n: u32) {
+async fn worker<S>(state: Arc<Exports<S>>, shutdown: CancellationToken, n: u32)
+where
+    S: JobQueue + Records + ?Sized,
+{
     if n == 0 {
         // One worker is enough to sweep what a crashed process left behind. Files of jobs this
         // process is starting are fresh, so they are never older than the lease.
@@ -124,7 +159,7 @@ async fn worker(state: Arc<AppState>, shutdown: CancellationToken, n: u32) {
             Ok(None) => {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = state.wake_exports.notified() => {}
+                    () = state.wake.notified() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
                 }
                 None
@@ -160,10 +195,13 @@ enum Ended {
 }
 
 /// Runs one claimed job to its end, renewing the lease meanwhile.
-async fn run_job(state: &AppState, job: Job, shutdown: &CancellationToken) -> Ended {
+async fn run_job<S>(state: &Exports<S>, job: Job, shutdown: &CancellationToken) -> Ended
+where
+    S: JobQueue + Records + ?Sized,
+{
     let id = job.job.response_id.clone();
     let started = Instant::now();
-    tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id, "export started");
+    tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id(), "export started");
     let work_file = state.config.work_dir().join(format!("{id}.zip.part"));
     // Fires on shutdown (it is a child of it) and when the lease is lost.
     let cancel = shutdown.child_token();
@@ -216,7 +254,7 @@ async fn run_job(state: &AppState, job: Job, shutdown: &CancellationToken) -> En
 
     match publish(state, &job, built, &stored).await {
         Ok(true) => {
-            state.wake_callbacks.notify_one();
+            state.callbacks.notify_one();
             metrics::counter!("ccfs_exports_total", "outcome" => "succeeded").increment(1);
             metrics::counter!("ccfs_export_records_total").increment(built.record_count);
             metrics::histogram!("ccfs_export_duration_seconds").record(seconds);
@@ -240,15 +278,17 @@ async fn run_job(state: &AppState, job: Job, shutdown: &CancellationToken) -> En
 }
 
 /// Builds the zip into `work_file` and uploads it.
-async fn export_job(
-    state: &AppState,
+async fn export_job<S>(
+    state: &Exports<S>,
     job: &Job,
     work_file: &Path,
     cancel: &CancellationToken,
-) -> Result<(Built, Stored), ExportError> {
+) -> Result<(Built, Stored), ExportError>
+where
+    S: JobQueue + Records + ?Sized,
+{
     let j = &job.job;
-    let timezone =
-        TimeZone::get(&j.timezone).map_err(|_| ExportError::UnknownTimeZone(j.timezone.clone()))?;
+    let timezone = j.timezone.zone().clone();
     let settings = ZipSettings {
         rows_per_file: state.config.rows_per_file,
         compression_level: state.config.compression_level,
@@ -271,12 +311,15 @@ async fn export_job(
 
 /// Marks the job succeeded and enqueues its callback, in one store step. False when the lease
 /// was lost meanwhile.
-async fn publish(
-    state: &AppState,
+async fn publish<S>(
+    state: &Exports<S>,
     job: &Job,
     built: Built,
     stored: &Stored,
-) -> Result<bool, ExportError> {
+) -> Result<bool, ExportError>
+where
+    S: JobQueue + Records + ?Sized,
+{
     let j = &job.job;
     let now = Timestamp::now();
     let outcome = JobOutcome {
@@ -287,39 +330,22 @@ async fn publish(
         finished_at: now,
         expires_at: later(now, state.config.retention()),
     };
-    let body = CallbackBody {
-        response_id: j.response_id.to_string(),
-        agent_opr_info_file_name: j.file_name.to_string(),
-        account_id: j.query.account_id.clone(),
-    };
-    let callback = Callback {
-        response_id: j.response_id.clone(),
-        developer_id: j.developer_id.clone(),
-        url: j.callback_url.clone(),
-        body: serde_json::to_string(&RequestEnvelope::new(body))?,
-        state: CallbackState::Pending,
-        attempts: 0,
-        next_attempt_at: now,
-        give_up_at: later(now, Config::secs(state.config.callback_give_up_secs)),
-        last_error: None,
-    };
+    let callback = Callback::first(j, now, Config::secs(state.config.callback_give_up_secs))?;
     Ok(state
         .store
         .finish_job(&j.response_id, &state.node_id, &outcome, &callback)
         .await?)
 }
 
-/// After an attempt failed: retry later, or give up when the error is permanent or the job has
-/// used its attempts.
-async fn failed_attempt(state: &AppState, job: &Job, e: ExportError) -> Ended {
+/// After an attempt failed: retry later, or give up when the job has used its attempts.
+async fn failed_attempt<S>(state: &Exports<S>, job: &Job, e: ExportError) -> Ended
+where
+    S: JobQueue + Records + ?Sized,
+{
     let id = &job.job.response_id;
     let max = state.config.job_max_attempts;
-    if e.is_permanent() || job.attempts >= max {
-        let reason = if e.is_permanent() {
-            e.reason()
-        } else {
-            format!("{} Gave up after {} attempts.", e.reason(), job.attempts)
-        };
+    if job.attempts >= max {
+        let reason = format!("{} Gave up after {} attempts.", e.reason(), job.attempts);
         if let Err(se) = state
             .store
             .fail_job(id, &state.node_id, &reason, Timestamp::now())
@@ -342,7 +368,10 @@ async fn failed_attempt(state: &AppState, job: &Job, e: ExportError) -> Ended {
 
 /// Gives the job back to the queue. A failure only delays it: the lease runs out and the job
 /// is claimed again.
-async fn release(state: &AppState, job: &Job) {
+async fn release<S>(state: &Exports<S>, job: &Job)
+where
+    S: JobQueue + Records + ?Sized,
+{
     let id = &job.job.response_id;
     if let Err(e) = state.store.release_job(id, &state.node_id).await {
         tracing::warn!(job = %id, error = %e, "cannot release an export job");
