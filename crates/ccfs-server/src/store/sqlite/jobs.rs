@@ -9,9 +9,9 @@ use sqlx::Sqlite;
 
 use super::outbox::{callback_from_row, insert_callback};
 use super::{
-    corrupt, floor_second, from_ms, from_second, get, is_unique_violation, job, ms, once_sql,
-    opt_from_ms, parse_app_id, parse_callback_url, parse_job_state, parse_response_id, parse_zone,
-    to_i64, to_u32, to_u64, SqliteStore,
+    corrupt, floor_second, from_ms, from_second, get, is_unique_violation, job_state_sql, ms,
+    once_sql, opt_from_ms, parse_app_id, parse_callback_url, parse_job_state, parse_response_id,
+    parse_zone, to_i64, to_u32, to_u64, SqliteStore,
 };
 use crate::model::idempotency::idempotency_cutoff;
 use crate::model::JobState::{Expired, Failed, Queued, Running, Succeeded};
@@ -113,8 +113,8 @@ where
 pub(super) fn active_jobs_sql() -> &'static str {
     once_sql!(format!(
         "SELECT COUNT(*) FROM jobs WHERE developer_id = ? AND state IN ({}, {})",
-        job(Queued),
-        job(Running)
+        job_state_sql(Queued),
+        job_state_sql(Running)
     ))
 }
 
@@ -130,8 +130,8 @@ pub(super) fn claim_sql() -> &'static str {
                AND (state = {queued} OR lease_until IS NULL OR lease_until < ?3) \
              ORDER BY created_at, rowid LIMIT 1) \
          RETURNING response_id",
-        queued = job(Queued),
-        running = job(Running)
+        queued = job_state_sql(Queued),
+        running = job_state_sql(Running)
     ))
 }
 
@@ -140,7 +140,7 @@ pub(super) fn expired_jobs_sql() -> &'static str {
     once_sql!(format!(
         "{JOB_SELECT} WHERE j.state = {} AND j.expires_at <= ? \
          ORDER BY j.expires_at, j.response_id LIMIT ?",
-        job(Succeeded)
+        job_state_sql(Succeeded)
     ))
 }
 
@@ -180,7 +180,7 @@ impl JobQueue for SqliteStore {
              query_account_id, query_agent_id, callback_url, timezone, csv_header, created_at, \
              idempotency_key, idempotency_hash, state) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {})",
-            job(Queued)
+            job_state_sql(Queued)
         )))
         .bind(new.response_id.as_str())
         .bind(developer)
@@ -258,7 +258,7 @@ impl JobQueue for SqliteStore {
         let done = sqlx::query(once_sql!(format!(
             "UPDATE jobs SET lease_until = ? \
              WHERE response_id = ? AND lease_owner = ? AND state = {}",
-            job(Running)
+            job_state_sql(Running)
         )))
         .bind(ms(lease_until))
         .bind(id.as_str())
@@ -281,8 +281,8 @@ impl JobQueue for SqliteStore {
             "UPDATE jobs SET state = {}, lease_until = NULL, record_count = ?, file_count = ?, \
              file_size = ?, sha256 = ?, finished_at = ?, expires_at = ?, error = NULL \
              WHERE response_id = ? AND lease_owner = ? AND state = {}",
-            job(Succeeded),
-            job(Running)
+            job_state_sql(Succeeded),
+            job_state_sql(Running)
         )))
         .bind(to_i64(outcome.record_count, "record_count")?)
         .bind(i64::from(outcome.file_count))
@@ -312,8 +312,8 @@ impl JobQueue for SqliteStore {
         sqlx::query(once_sql!(format!(
             "UPDATE jobs SET state = {}, lease_until = NULL, error = ?, finished_at = ? \
              WHERE response_id = ? AND lease_owner = ? AND state = {}",
-            job(Failed),
-            job(Running)
+            job_state_sql(Failed),
+            job_state_sql(Running)
         )))
         .bind(error)
         .bind(ms(now))
@@ -328,8 +328,8 @@ impl JobQueue for SqliteStore {
         sqlx::query(once_sql!(format!(
             "UPDATE jobs SET state = {}, lease_owner = NULL, lease_until = NULL \
              WHERE response_id = ? AND lease_owner = ? AND state = {}",
-            job(Queued),
-            job(Running)
+            job_state_sql(Queued),
+            job_state_sql(Running)
         )))
         .bind(id.as_str())
         .bind(owner)
@@ -350,8 +350,8 @@ impl JobQueue for SqliteStore {
     async fn mark_expired(&self, id: &ResponseId) -> StoreResult<()> {
         sqlx::query(once_sql!(format!(
             "UPDATE jobs SET state = {} WHERE response_id = ? AND state = {}",
-            job(Expired),
-            job(Succeeded)
+            job_state_sql(Expired),
+            job_state_sql(Succeeded)
         )))
         .bind(id.as_str())
         .execute(&self.writer)

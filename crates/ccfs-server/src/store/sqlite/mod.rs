@@ -188,17 +188,17 @@ fn parse_callback_state(text: &str) -> Option<CallbackState> {
 /// A job state as an SQL literal, for statement texts. Literals rather than bound parameters:
 /// the planner uses a partial index (`WHERE state IN ('queued', 'running')`) only when it can
 /// see at prepare time that the query's condition implies the index's.
-fn job(s: JobState) -> String {
+fn job_state_sql(s: JobState) -> String {
     format!("'{}'", job_state_text(s))
 }
 
-/// A callback state as an SQL literal (see [`job`]).
-fn callback(s: CallbackState) -> String {
+/// A callback state as an SQL literal (see [`job_state_sql`]).
+fn callback_state_sql(s: CallbackState) -> String {
     format!("'{}'", callback_state_text(s))
 }
 
 /// A statement text built once, on first use, and then shared: for statements that take their
-/// state literals from [`job`] and [`callback`].
+/// state literals from [`job_state_sql`] and [`callback_state_sql`].
 macro_rules! once_sql {
     ($text:expr) => {{
         static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -8,8 +8,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    callback, callback_state_text, corrupt, from_ms, get, ms, once_sql, opt_from_ms, parse_app_id,
-    parse_callback_state, parse_callback_url, parse_response_id, to_u32, SqliteStore,
+    callback_state_sql, callback_state_text, corrupt, from_ms, get, ms, once_sql, opt_from_ms,
+    parse_app_id, parse_callback_state, parse_callback_url, parse_response_id, to_u32, SqliteStore,
 };
 use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
@@ -48,7 +48,7 @@ pub(super) fn due_callbacks_sql() -> &'static str {
     once_sql!(format!(
         "{CALLBACK_SELECT} WHERE state = {} AND next_attempt_at <= ? \
          ORDER BY next_attempt_at, response_id LIMIT ?",
-        callback(Pending)
+        callback_state_sql(Pending)
     ))
 }
 
@@ -56,7 +56,7 @@ pub(super) fn due_callbacks_sql() -> &'static str {
 pub(super) fn next_callback_sql() -> &'static str {
     once_sql!(format!(
         "SELECT MIN(next_attempt_at) FROM callbacks WHERE state = {}",
-        callback(Pending)
+        callback_state_sql(Pending)
     ))
 }
 
@@ -127,8 +127,8 @@ impl Outbox for SqliteStore {
             Attempt::Delivered => sqlx::query(once_sql!(format!(
                 "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = NULL \
                  WHERE response_id = ? AND state = {}",
-                callback(Delivered),
-                callback(Pending)
+                callback_state_sql(Delivered),
+                callback_state_sql(Pending)
             )))
             .bind(id.as_str()),
             Attempt::Retry {
@@ -137,7 +137,7 @@ impl Outbox for SqliteStore {
             } => sqlx::query(once_sql!(format!(
                 "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
                  WHERE response_id = ? AND state = {}",
-                callback(Pending)
+                callback_state_sql(Pending)
             )))
             .bind(ms(*next_attempt_at))
             .bind(error.as_str())
@@ -145,8 +145,8 @@ impl Outbox for SqliteStore {
             Attempt::GaveUp { error } => sqlx::query(once_sql!(format!(
                 "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = ? \
                  WHERE response_id = ? AND state = {}",
-                callback(Failed),
-                callback(Pending)
+                callback_state_sql(Failed),
+                callback_state_sql(Pending)
             )))
             .bind(error.as_str())
             .bind(id.as_str()),
@@ -168,8 +168,8 @@ impl Outbox for SqliteStore {
     async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool> {
         let done = sqlx::query(once_sql!(format!(
             "UPDATE callbacks SET state = {} WHERE response_id = ? AND state = {}",
-            callback(Superseded),
-            callback(Pending)
+            callback_state_sql(Superseded),
+            callback_state_sql(Pending)
         )))
         .bind(id.as_str())
         .execute(&self.writer)

@@ -51,6 +51,33 @@ fn new_job(n: u8, idempotency: Option<Idempotency>) -> NewJob {
     }
 }
 
+/// Creates, claims and publishes `job` with its first callback (no other job may be claimable).
+async fn publish(store: &SqliteStore, job: &NewJob) {
+    assert_eq!(
+        store.create_job(job, 10).await.expect("create"),
+        CreateJob::Created
+    );
+    let claimed = store
+        .claim_job("w", at(T0 + 1000), at(T0 + 61_000))
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(claimed.job.response_id, job.response_id);
+    let outcome = JobOutcome {
+        record_count: 0,
+        file_count: 1,
+        file_size: 22,
+        sha256: "00".repeat(32),
+        finished_at: at(T0),
+        expires_at: at(T0 + 1000),
+    };
+    let cb = Callback::first(job, at(T0), jiff::SignedDuration::from_hours(1)).expect("callback");
+    assert!(store
+        .finish_job(&job.response_id, "w", &outcome, &cb)
+        .await
+        .expect("finish"));
+}
+
 /// A database made by the migrations before the last one, with a job (its callback and its
 /// idempotency key) as that schema stored it, opens as the current schema with nothing lost.
 #[tokio::test]
@@ -209,24 +236,10 @@ async fn store_every_state_is_one_the_schema_accepts() {
             state
         );
     }
-    sqlx::query("UPDATE jobs SET state = 'running', lease_owner = 'w' WHERE response_id = ?")
-        .bind(id.as_str())
-        .execute(&store.writer)
-        .await
-        .expect("running");
-    let outcome = JobOutcome {
-        record_count: 0,
-        file_count: 1,
-        file_size: 22,
-        sha256: "00".repeat(32),
-        finished_at: at(T0),
-        expires_at: at(T0 + 1000),
-    };
-    let cb = Callback::first(&job, at(T0), jiff::SignedDuration::from_hours(1)).expect("cb");
-    assert!(store
-        .finish_job(id, "w", &outcome, &cb)
-        .await
-        .expect("finish"));
+    // Job 1 is expired now, so job 2 is the one claimed and published.
+    let published = new_job(2, None);
+    publish(&store, &published).await;
+    let id = &published.response_id;
     let mut texts = std::collections::HashSet::new();
     for state in CallbackState::ALL {
         assert!(texts.insert(callback_state_text(state)));
@@ -239,6 +252,7 @@ async fn store_every_state_is_one_the_schema_accepts() {
         let read = store.job(id).await.expect("read").expect("job");
         assert_eq!(read.callback.expect("callback").state, state);
     }
+    let id = &job.response_id;
     for bad in ["Queued", "done", ""] {
         assert!(
             sqlx::query("UPDATE jobs SET state = ? WHERE response_id = ?")
@@ -357,26 +371,7 @@ async fn store_values_that_do_not_read_as_their_types_are_corrupt() {
     }
 
     // The callback URL of a callback row too.
-    let job = new_job(9, None);
-    store.create_job(&job, 10).await.expect("create");
-    store
-        .claim_job("w", at(T0 + 1000), at(T0 + 61_000))
-        .await
-        .expect("claim")
-        .expect("job");
-    let cb = Callback::first(&job, at(T0), jiff::SignedDuration::from_hours(1)).expect("cb");
-    let outcome = JobOutcome {
-        record_count: 0,
-        file_count: 1,
-        file_size: 22,
-        sha256: "00".repeat(32),
-        finished_at: at(T0),
-        expires_at: at(T0 + 1000),
-    };
-    assert!(store
-        .finish_job(&job.response_id, "w", &outcome, &cb)
-        .await
-        .expect("finish"));
+    publish(&store, &new_job(9, None)).await;
     sqlx::query("UPDATE callbacks SET url = '/relative'")
         .execute(&store.writer)
         .await
