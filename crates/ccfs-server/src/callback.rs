@@ -120,12 +120,7 @@ async fn round(
                 Err(error) => {
                     let failures = cb.attempts + 1;
                     let now = Timestamp::now();
-                    let next = retry_at(now, backoff(&state.config, failures));
-                    if next > cb.give_up_at {
-                        Attempt::GaveUp { error }
-                    } else {
-                        Attempt::Retry { next_attempt_at: next, error }
-                    }
+                    cb.failed_attempt(retry_at(now, backoff(&state.config, failures)), error)
                 }
             };
             let label = match &attempt {

@@ -82,6 +82,19 @@ impl Callback {
             last_error: None,
         })
     }
+
+    /// How a failed attempt ends: tried again at `next_attempt_at`, unless that is past the
+    /// give-up instant (the file stays either way).
+    pub fn failed_attempt(&self, next_attempt_at: Timestamp, error: String) -> Attempt {
+        if next_attempt_at > self.give_up_at {
+            Attempt::GaveUp { error }
+        } else {
+            Attempt::Retry {
+                next_attempt_at,
+                error,
+            }
+        }
+    }
 }
 
 /// How one callback attempt ended.
@@ -95,4 +108,78 @@ pub enum Attempt {
     GaveUp {
         error: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use ccfs_protocol::ZipFileName;
+
+    use super::*;
+    use crate::model::{RecordQuery, TimeZoneName};
+
+    fn job(account: Option<&str>) -> NewJob {
+        let response_id = ResponseId::from_bytes([1; 16]);
+        NewJob {
+            file_name: ZipFileName::new(jiff::civil::date(2024, 5, 1), &response_id),
+            response_id,
+            query: RecordQuery {
+                developer_id: AppId::parse("dev").unwrap(),
+                begin: Timestamp::UNIX_EPOCH,
+                end: Timestamp::UNIX_EPOCH,
+                account_id: account.map(str::to_owned),
+                agent_id: Some("1001".into()),
+            },
+            callback_url: CallbackUrl::parse("https://example.com/cb").unwrap(),
+            timezone: TimeZoneName::utc(),
+            csv_header: false,
+            created_at: Timestamp::UNIX_EPOCH,
+            idempotency: None,
+        }
+    }
+
+    #[test]
+    fn a_first_callback_is_due_at_once_and_names_the_file() {
+        let now: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
+        let j = job(Some("acc1"));
+        let cb = Callback::first(&j, now, SignedDuration::from_hours(24)).unwrap();
+        assert_eq!(
+            (cb.state, cb.attempts, cb.next_attempt_at, cb.last_error),
+            (CallbackState::Pending, 0, now, None)
+        );
+        assert_eq!(cb.give_up_at.to_string(), "2024-05-02T00:00:00Z");
+        assert_eq!(
+            (&cb.url, &cb.developer_id),
+            (&j.callback_url, j.developer_id())
+        );
+        assert_eq!(
+            cb.body,
+            format!(
+                r#"{{"request":{{"version":"2.0"}},"msgBody":{{"responseId":"{}","agentOprInfoFileName":"{}","accountId":"acc1"}}}}"#,
+                j.response_id, j.file_name
+            )
+        );
+        let cb = Callback::first(&job(None), now, SignedDuration::MAX).unwrap();
+        assert!(!cb.body.contains("accountId") && !cb.body.contains("1001"));
+        assert_eq!(cb.give_up_at, Timestamp::MAX);
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_until_the_give_up_instant() {
+        let now: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
+        let cb = Callback::first(&job(None), now, SignedDuration::from_hours(1)).unwrap();
+        let at_end = cb.give_up_at;
+        assert_eq!(
+            cb.failed_attempt(at_end, "HTTP 503".into()),
+            Attempt::Retry {
+                next_attempt_at: at_end,
+                error: "HTTP 503".into()
+            }
+        );
+        assert_eq!(
+            cb.failed_attempt(at_end + SignedDuration::from_millis(1), "HTTP 503".into()),
+            Attempt::GaveUp {
+                error: "HTTP 503".into()
+            }
+        );
+    }
 }
