@@ -11,7 +11,7 @@ use ccfs_client::{CallbackVerifier, Client, Error, OnConflict, ResultCode, Verif
 use ccfs_protocol::auth::{format_timestamp, sign, AuthError, RequestParts};
 use ccfs_protocol::messages::GenerateBody;
 use ccfs_protocol::{ResponseId, ZipFileName};
-use ccfs_server::store::Role;
+use ccfs_server::model::Role;
 use ccfs_server::tenants::NewApp;
 use ccfs_server::{Config, RunningServer};
 use serde_json::{json, Map, Value};

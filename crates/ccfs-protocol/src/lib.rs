@@ -5,6 +5,7 @@
 //!
 //! - [`auth`] — the auth-v2 AK/SK signature: signing a request, parsing and verifying an
 //!   `Authorization` header (SPEC section 3).
+//! - [`callback_url`] — the `callBackURL` of a generate request, checked once.
 //! - [`codes`] — the result codes of SPEC section 7 and the typed [`codes::ApiError`].
 //! - [`envelope`] — the `{"request":{"version":"2.0"},"msgBody":…}` request envelope and the
 //!   response envelope used for every JSON answer.
@@ -17,6 +18,7 @@
 //! - [`record`] — the 21-column agent operation record and its CSV form.
 
 pub mod auth;
+pub mod callback_url;
 pub mod codes;
 pub mod envelope;
 pub mod fields;
@@ -26,6 +28,7 @@ pub mod names;
 pub mod record;
 pub mod time;
 
+pub use callback_url::CallbackUrl;
 pub use codes::{ApiError, ResultCode};
 pub use ids::AppId;
 pub use names::{CsvPartName, ResponseId, ZipFileName};

@@ -4,8 +4,8 @@
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use url::Url;
 
+use crate::callback_url::CallbackUrl;
 use crate::codes::{ApiError, ResultCode};
 use crate::fields::{check, FieldSpec};
 use crate::names::{ResponseId, ZipFileName};
@@ -23,12 +23,7 @@ pub struct GenerateRequest {
     pub window: LocalWindow,
     pub account_id: Option<String>,
     pub agent_id: Option<String>,
-    pub callback_url: Url,
-}
-
-fn callback_url(s: &str) -> Option<Url> {
-    let url = Url::parse(s).ok()?;
-    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
+    pub callback_url: CallbackUrl,
 }
 
 impl GenerateRequest {
@@ -50,7 +45,7 @@ impl GenerateRequest {
         let begin = parse_local(begin).ok_or(ApiError::new(ResultCode::BadFormat, "beginTime"))?;
         let end = parse_local(end).ok_or(ApiError::new(ResultCode::BadFormat, "endTime"))?;
         let callback_url =
-            callback_url(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
+            CallbackUrl::parse(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
         let window = LocalWindow::new(begin, end, max_span).map_err(|e| match e {
             WindowError::BeginAfterEnd => ApiError::plain(ResultCode::BeginAfterEnd),
             WindowError::SpanTooLong => {

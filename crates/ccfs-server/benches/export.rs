@@ -22,7 +22,8 @@ use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
 use ccfs_server::blobs::{Blobs, Stored};
 use ccfs_server::config::Config;
 use ccfs_server::export::{build_zip, Built, ZipSettings};
-use ccfs_server::store::{Developer, OnConflict, RecordQuery, Role, Store};
+use ccfs_server::model::{Developer, RecordQuery, Role, TimeZoneName};
+use ccfs_server::store::{OnConflict, Store};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -211,7 +212,7 @@ const START: i64 = 1_714_492_800;
 
 fn query() -> Result<RecordQuery, Box<dyn Error>> {
     Ok(RecordQuery {
-        developer_id: APP_ID.into(),
+        developer_id: AppId::parse(APP_ID).ok_or("bad app id")?,
         begin: Timestamp::from_second(START)?,
         end: Timestamp::from_second(START + WINDOW_SECS + 1)?,
         account_id: None,
@@ -306,7 +307,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             secret_enc: vec![0; 60],
             old_secret_enc: None,
             old_secret_until: None,
-            timezone: TIMEZONE.into(),
+            timezone: TimeZoneName::parse(TIMEZONE)?,
             accounts: ACCOUNTS.iter().map(|a| (*a).to_owned()).collect(),
             roles: vec![Role::Export],
             enabled: true,

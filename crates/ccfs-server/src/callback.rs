@@ -16,8 +16,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::model::{Attempt, Callback};
 use crate::state::AppState;
-use crate::store::{Attempt, Callback};
 
 /// Callbacks claimed per round, and delivered at once.
 const BATCH: u32 = 32;
@@ -47,15 +47,6 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, ClientError> {
         builder = builder.danger_accept_invalid_certs(true);
     }
     builder.build().map_err(|e| ClientError(e.to_string()))
-}
-
-/// The `Host` value a client sends for `url` (the port only when it is not the scheme's default).
-pub fn host_header(url: &url::Url) -> Option<String> {
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    })
 }
 
 /// The delay before the next attempt after `failures` failed ones: `initial * 2^(failures-1)`,
@@ -129,12 +120,7 @@ async fn round(
                 Err(error) => {
                     let failures = cb.attempts + 1;
                     let now = Timestamp::now();
-                    let next = retry_at(now, backoff(&state.config, failures));
-                    if next > cb.give_up_at {
-                        Attempt::GaveUp { error }
-                    } else {
-                        Attempt::Retry { next_attempt_at: next, error }
-                    }
+                    cb.failed_attempt(retry_at(now, backoff(&state.config, failures)), error)
                 }
             };
             let label = match &attempt {
@@ -160,8 +146,8 @@ async fn round(
 
 /// One signed POST; the error text is what the status interface shows as `lastError`.
 async fn deliver(state: &AppState, client: &reqwest::Client, cb: &Callback) -> Result<(), String> {
-    let url = url::Url::parse(&cb.url).map_err(|e| format!("bad callback URL: {e}"))?;
-    let host = host_header(&url).ok_or("callback URL has no host")?;
+    let url = cb.url.as_url();
+    let host = cb.url.host_header();
     let dev = state
         .store
         .developer(cb.developer_id.as_str())
@@ -198,7 +184,7 @@ async fn deliver(state: &AppState, client: &reqwest::Client, cb: &Callback) -> R
         ],
     );
     let response = client
-        .post(url)
+        .post(url.clone())
         .header("content-type", content_type)
         .header("authorization", authorization)
         .body(cb.body.clone())
@@ -258,14 +244,5 @@ mod tests {
             retry_at(now, SignedDuration::from_secs(10)).to_string(),
             "2026-12-01T21:32:49.529Z"
         );
-    }
-
-    #[test]
-    fn host_headers() {
-        let h = |u: &str| host_header(&url::Url::parse(u).unwrap()).unwrap();
-        assert_eq!(h("https://example.com/cb"), "example.com");
-        assert_eq!(h("https://example.com:443/cb"), "example.com");
-        assert_eq!(h("http://127.0.0.1:8080/cb"), "127.0.0.1:8080");
-        assert_eq!(h("http://[::1]:9/cb"), "[::1]:9");
     }
 }

@@ -10,8 +10,11 @@
 //! - [`http`] — the axum routes, one file per interface; the auth extractor that yields the
 //!   verified developer; the one error type that renders the SPEC envelope.
 //! - [`tenants`] — developers, their secret keys (sealed with the master key) and roles.
-//! - [`store`] — the async trait over records, jobs, callbacks, idempotency keys and the replay
-//!   cache, with its SQLite implementation.
+//! - [`model`] — the domain: developers, jobs, callbacks and idempotency keys, as types that
+//!   hold only valid values, and the rules that belong to them.
+//! - [`store`] — the durable state, as one async trait per concern (developers, records, job
+//!   queue, outbox, replay cache) and [`store::Store`] their sum, with its SQLite
+//!   implementation.
 //! - [`blobs`] — the file store for finished zips, behind `object_store`.
 //! - [`export`] — the job runner: claim a job, stream records into CSV parts inside a zip,
 //!   upload, publish, enqueue the callback.
@@ -25,6 +28,7 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod model;
 pub mod retention;
 pub mod server;
 pub mod state;

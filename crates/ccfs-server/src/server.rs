@@ -292,8 +292,8 @@ impl RunningServer {
             store: core.store,
             blobs: core.blobs,
             tenants: core.tenants,
-            wake_exports: Notify::new(),
-            wake_callbacks: Notify::new(),
+            wake_exports: Arc::new(Notify::new()),
+            wake_callbacks: Arc::new(Notify::new()),
             downloads: DownloadSlots::default(),
             metrics: metrics_handle(),
             node_id: node_id(),
@@ -316,7 +316,8 @@ impl RunningServer {
         };
 
         let shutdown = CancellationToken::new();
-        let mut loops = crate::export::spawn_workers(state.clone(), shutdown.clone());
+        let exports = Arc::new(crate::export::Exports::of(&state));
+        let mut loops = crate::export::spawn_workers(exports, shutdown.clone());
         loops.push(crate::callback::spawn(
             state.clone(),
             callback_client,

@@ -17,10 +17,11 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub tenants: Tenants,
-    /// Woken when a job is queued, so an idle export worker starts at once.
-    pub wake_exports: Notify,
+    /// Woken when a job is queued, so an idle export worker starts at once (shared with the
+    /// workers: see [`crate::export::Exports`]).
+    pub wake_exports: Arc<Notify>,
     /// Woken when a callback is enqueued.
-    pub wake_callbacks: Notify,
+    pub wake_callbacks: Arc<Notify>,
     pub downloads: DownloadSlots,
     pub metrics: PrometheusHandle,
     /// This process's name in job leases.

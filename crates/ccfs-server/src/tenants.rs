@@ -14,7 +14,8 @@ use jiff::{SignedDuration, Timestamp};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 
 use crate::config::Config;
-use crate::store::{Developer, Role, Store, StoreError};
+use crate::model::{Developer, Role, TimeZoneName};
+use crate::store::{Store, StoreError};
 
 /// An error managing developers.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +129,7 @@ impl MasterKey {
 pub struct NewApp {
     pub name: String,
     pub accounts: Vec<String>,
-    /// IANA time zone; the server default when `None`.
+    /// IANA time zone name, checked here; the server default when `None`.
     pub timezone: Option<String>,
     /// `export` when empty.
     pub roles: Vec<Role>,
@@ -147,7 +148,7 @@ fn new_secret() -> String {
 pub struct Tenants {
     store: Arc<dyn Store>,
     key: Arc<MasterKey>,
-    default_timezone: String,
+    default_timezone: TimeZoneName,
     grace: SignedDuration,
 }
 
@@ -167,14 +168,12 @@ impl Tenants {
         if name.is_empty() {
             return Err(TenantError::Invalid("the name must not be empty".into()));
         }
-        let timezone = new
-            .timezone
-            .unwrap_or_else(|| self.default_timezone.clone());
-        if jiff::tz::TimeZone::get(&timezone).is_err() {
-            return Err(TenantError::Invalid(format!(
-                "unknown time zone '{timezone}'"
-            )));
-        }
+        let timezone = match new.timezone {
+            Some(name) => {
+                TimeZoneName::parse(&name).map_err(|e| TenantError::Invalid(e.to_string()))?
+            }
+            None => self.default_timezone.clone(),
+        };
         let mut accounts = new.accounts;
         if let Some(bad) = accounts
             .iter()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ccfs_protocol::AppId;
-use ccfs_server::store::Role;
+use ccfs_server::model::Role;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The `ccfs` command.

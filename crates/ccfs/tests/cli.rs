@@ -5,8 +5,8 @@
 use std::process::Command;
 
 use ccfs_protocol::Record;
+use ccfs_server::model::RecordQuery;
 use ccfs_server::server::Core;
-use ccfs_server::store::RecordQuery;
 use ccfs_server::Config;
 use futures::TryStreamExt;
 use serde_json::Value;
@@ -42,7 +42,7 @@ impl CliEnv for Env {
         rt.block_on(async {
             let core = Core::open(config).await.expect("open the store");
             let query = RecordQuery {
-                developer_id: developer.to_owned(),
+                developer_id: developer.parse().expect("app id"),
                 begin: "2000-01-01T00:00:00Z".parse().expect("time"),
                 end: "2100-01-01T00:00:00Z".parse().expect("time"),
                 account_id: None,

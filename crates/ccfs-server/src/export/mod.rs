@@ -18,17 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ccfs_protocol::envelope::RequestEnvelope;
-use ccfs_protocol::messages::CallbackBody;
-use jiff::{tz::TimeZone, SignedDuration, Timestamp};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::{BlobError, Stored};
+use crate::blobs::{BlobError, Blobs, Stored};
 use crate::config::Config;
+use crate::model::{Callback, Job, JobOutcome};
 use crate::state::AppState;
-use crate::store::{Callback, CallbackState, Job, JobOutcome, StoreError};
+use crate::store::{JobQueue, Records, Store, StoreError};
 
 pub use archive::{build_zip, build_zip_until, Built, ZipSettings};
 
@@ -62,8 +62,6 @@ pub enum ExportError {
     Cancelled,
     #[error("uploading the export file: {0}")]
     Blob(#[from] BlobError),
-    #[error("unknown time zone '{0}'")]
-    UnknownTimeZone(String),
     #[error("encoding the callback body: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -73,10 +71,9 @@ impl ExportError {
     /// the internal details (paths, database messages), which go to the server log.
     pub fn reason(&self) -> String {
         match self {
-            ExportError::UnknownTimeZone(tz) => format!(
-                "The export could not be built: the developer's time zone '{tz}' is not known to the server."
-            ),
-            ExportError::Store(_) => "The export could not be built: the records could not be read.".into(),
+            ExportError::Store(_) => {
+                "The export could not be built: the records could not be read.".into()
+            }
             ExportError::Blob(_) => "The export could not be stored in the file store.".into(),
             ExportError::Io(_)
             | ExportError::Zip(_)
@@ -87,61 +84,54 @@ impl ExportError {
             ExportError::Cancelled => "The export was interrupted.".into(),
         }
     }
+}
 
-    /// Whether trying again cannot help.
-    fn is_permanent(&self) -> bool {
-        matches!(self, ExportError::UnknownTimeZone(_))
+/// What the export workers share.
+///
+/// Generic over the store, which the runner uses through two of its parts only, [`JobQueue`]
+/// and [`Records`]: the server runs it on its `dyn Store` ([`Exports::of`]), and the runner's
+/// tests on a fake that implements those two parts and nothing else. Generic rather than
+/// `Arc<dyn JobQueue>` and `Arc<dyn Records>` fields because making those from the server's
+/// `Arc<dyn Store>` takes trait upcasting, which is newer than this crate's minimum Rust; one
+/// type parameter, bound once on the `impl` below, costs less than a second handle per part.
+pub struct Exports<S: ?Sized> {
+    pub store: Arc<S>,
+    pub config: Arc<Config>,
+    pub blobs: Blobs,
+    /// This process's name in job leases.
+    pub node_id: String,
+    /// Rung when a job is queued, so an idle worker starts at once.
+    pub wake: Arc<Notify>,
+    /// Rung when a job is published with its callback, for the callback loop.
+    pub callbacks: Arc<Notify>,
+}
+
+impl Exports<dyn Store> {
+    /// The workers' share of the server's state.
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            store: state.store.clone(),
+            config: state.config.clone(),
+            blobs: state.blobs.clone(),
+            node_id: state.node_id.clone(),
+            wake: state.wake_exports.clone(),
+            callbacks: state.wake_callbacks.clone(),
+        }
     }
 }
 
 /// Starts `config.export_workers` export workers (none for an API-only node). Each stops when
 /// `shutdown` fires, after releasing the job it holds; await the handles to know they are done.
-pub fn spawn_workers(state: Arc<AppState>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-    (0..state.config.export_workers)
-        .map(|n| tokio::spawn(worker(state.clone(), shutdown.clone(), n)))
+pub fn spawn_workers<S>(
+    exports: Arc<Exports<S>>,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>>
+where
+    S: JobQueue + Records + ?Sized,
+{
+    (0..exports.config.export_workers)
+        .map(|n| tokio::spawn(exports.clone().worker(shutdown.clone(), n)))
         .collect()
-}
-
-async fn worker(state: Arc<AppState>, shutdown: CancellationToken, n: u32) {
-    if n == 0 {
-        // One worker is enough to sweep what a crashed process left behind. Files of jobs this
-        // process is starting are fresh, so they are never older than the lease.
-        remove_stale_parts(&state.config.work_dir(), lease_std(&state.config)).await;
-    }
-    tracing::debug!(worker = n, "export worker started");
-    while !shutdown.is_cancelled() {
-        let now = Timestamp::now();
-        let lease_until = later(now, state.config.job_lease());
-        let pause = match state
-            .store
-            .claim_job(&state.node_id, now, lease_until)
-            .await
-        {
-            Ok(Some(job)) => match run_job(&state, job, &shutdown).await {
-                Ended::Released { pause } => Some(pause),
-                Ended::Succeeded | Ended::Failed | Ended::Abandoned | Ended::Interrupted => None,
-            },
-            Ok(None) => {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = state.wake_exports.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                }
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim an export job");
-                Some(CLAIM_ERROR_PAUSE)
-            }
-        };
-        if let Some(pause) = pause {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-    }
-    tracing::debug!(worker = n, "export worker stopped");
 }
 
 /// How a claimed job ended for this worker.
@@ -159,195 +149,214 @@ enum Ended {
     Abandoned,
 }
 
-/// Runs one claimed job to its end, renewing the lease meanwhile.
-async fn run_job(state: &AppState, job: Job, shutdown: &CancellationToken) -> Ended {
-    let id = job.job.response_id.clone();
-    let started = Instant::now();
-    tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id, "export started");
-    let work_file = state.config.work_dir().join(format!("{id}.zip.part"));
-    // Fires on shutdown (it is a child of it) and when the lease is lost.
-    let cancel = shutdown.child_token();
-    let mut lease_lost = false;
-
-    let result = {
-        let export = export_job(state, &job, &work_file, &cancel);
-        tokio::pin!(export);
-        // Renewal runs in this task, beside the export, rather than in a task of its own: it
-        // ends with the export, and nothing is left to stop.
-        let period = (lease_std(&state.config) / 3).max(Duration::from_millis(100));
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                r = &mut export => break r,
-                _ = renew.tick(), if !lease_lost => {
-                    let until = later(Timestamp::now(), state.config.job_lease());
-                    match state.store.renew_lease(&id, &state.node_id, until).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            lease_lost = true;
-                            cancel.cancel();
-                        }
-                        // Keep going: the store may be back before the lease runs out, and if
-                        // not, finishing is refused and the job is another node's.
-                        Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew the lease of an export job"),
+impl<S> Exports<S>
+where
+    S: JobQueue + Records + ?Sized,
+{
+    async fn worker(self: Arc<Self>, shutdown: CancellationToken, n: u32) {
+        if n == 0 {
+            // One worker is enough to sweep what a crashed process left behind. Files of jobs this
+            // process is starting are fresh, so they are never older than the lease.
+            remove_stale_parts(&self.config.work_dir(), lease_std(&self.config)).await;
+        }
+        tracing::debug!(worker = n, "export worker started");
+        while !shutdown.is_cancelled() {
+            let now = Timestamp::now();
+            let lease_until = later(now, self.config.job_lease());
+            let pause = match self.store.claim_job(&self.node_id, now, lease_until).await {
+                Ok(Some(job)) => match self.run_job(job, &shutdown).await {
+                    Ended::Released { pause } => Some(pause),
+                    Ended::Succeeded | Ended::Failed | Ended::Abandoned | Ended::Interrupted => {
+                        None
                     }
+                },
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim an export job");
+                    Some(CLAIM_ERROR_PAUSE)
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
         }
-    };
-    // Gone already after a successful upload; a partial file after anything else.
-    remove_quietly(&work_file).await;
-    let seconds = started.elapsed().as_secs_f64();
-
-    let (built, stored) = match result {
-        Ok(done) => done,
-        Err(e) if lease_lost => {
-            tracing::info!(job = %id, error = %e, "export job taken over by another node; dropped");
-            return Ended::Abandoned;
-        }
-        Err(ExportError::Cancelled) if shutdown.is_cancelled() => {
-            release(state, &job).await;
-            tracing::info!(job = %id, seconds, "export interrupted by shutdown; job released");
-            return Ended::Interrupted;
-        }
-        Err(e) => return failed_attempt(state, &job, e).await,
-    };
-
-    match publish(state, &job, built, &stored).await {
-        Ok(true) => {
-            state.wake_callbacks.notify_one();
-            metrics::counter!("ccfs_exports_total", "outcome" => "succeeded").increment(1);
-            metrics::counter!("ccfs_export_records_total").increment(built.record_count);
-            metrics::histogram!("ccfs_export_duration_seconds").record(seconds);
-            tracing::info!(
-                job = %id,
-                records = built.record_count,
-                files = built.file_count,
-                bytes = stored.size,
-                seconds,
-                "export succeeded"
-            );
-            Ended::Succeeded
-        }
-        // The stored zip is left alone: the node that owns the job now writes the same name.
-        Ok(false) => {
-            tracing::info!(job = %id, "export job taken over by another node before it was published; dropped");
-            Ended::Abandoned
-        }
-        Err(e) => failed_attempt(state, &job, e).await,
+        tracing::debug!(worker = n, "export worker stopped");
     }
-}
 
-/// Builds the zip into `work_file` and uploads it.
-async fn export_job(
-    state: &AppState,
-    job: &Job,
-    work_file: &Path,
-    cancel: &CancellationToken,
-) -> Result<(Built, Stored), ExportError> {
-    let j = &job.job;
-    let timezone =
-        TimeZone::get(&j.timezone).map_err(|_| ExportError::UnknownTimeZone(j.timezone.clone()))?;
-    let settings = ZipSettings {
-        rows_per_file: state.config.rows_per_file,
-        compression_level: state.config.compression_level,
-        csv_header: j.csv_header,
-        stamp: timezone.to_datetime(j.created_at),
-        timezone,
-    };
-    if let Some(dir) = work_file.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let records = state.store.stream_records(j.query.clone());
-    let built = archive::build_zip_until(records, &settings, work_file, cancel).await?;
-    let stored = tokio::select! {
-        biased;
-        () = cancel.cancelled() => return Err(ExportError::Cancelled),
-        r = state.blobs.put_file(&j.file_name, work_file) => r?,
-    };
-    Ok((built, stored))
-}
+    /// Runs one claimed job to its end, renewing the lease meanwhile.
+    async fn run_job(&self, job: Job, shutdown: &CancellationToken) -> Ended {
+        let id = job.job.response_id.clone();
+        let started = Instant::now();
+        tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id(), "export started");
+        let work_file = self.config.work_dir().join(format!("{id}.zip.part"));
+        // Fires on shutdown (it is a child of it) and when the lease is lost.
+        let cancel = shutdown.child_token();
+        let mut lease_lost = false;
 
-/// Marks the job succeeded and enqueues its callback, in one store step. False when the lease
-/// was lost meanwhile.
-async fn publish(
-    state: &AppState,
-    job: &Job,
-    built: Built,
-    stored: &Stored,
-) -> Result<bool, ExportError> {
-    let j = &job.job;
-    let now = Timestamp::now();
-    let outcome = JobOutcome {
-        record_count: built.record_count,
-        file_count: built.file_count,
-        file_size: stored.size,
-        sha256: stored.sha256.clone(),
-        finished_at: now,
-        expires_at: later(now, state.config.retention()),
-    };
-    let body = CallbackBody {
-        response_id: j.response_id.to_string(),
-        agent_opr_info_file_name: j.file_name.to_string(),
-        account_id: j.query.account_id.clone(),
-    };
-    let callback = Callback {
-        response_id: j.response_id.clone(),
-        developer_id: j.developer_id.clone(),
-        url: j.callback_url.clone(),
-        body: serde_json::to_string(&RequestEnvelope::new(body))?,
-        state: CallbackState::Pending,
-        attempts: 0,
-        next_attempt_at: now,
-        give_up_at: later(now, Config::secs(state.config.callback_give_up_secs)),
-        last_error: None,
-    };
-    Ok(state
-        .store
-        .finish_job(&j.response_id, &state.node_id, &outcome, &callback)
-        .await?)
-}
-
-/// After an attempt failed: retry later, or give up when the error is permanent or the job has
-/// used its attempts.
-async fn failed_attempt(state: &AppState, job: &Job, e: ExportError) -> Ended {
-    let id = &job.job.response_id;
-    let max = state.config.job_max_attempts;
-    if e.is_permanent() || job.attempts >= max {
-        let reason = if e.is_permanent() {
-            e.reason()
-        } else {
-            format!("{} Gave up after {} attempts.", e.reason(), job.attempts)
+        let result = {
+            let export = self.export_job(&job, &work_file, &cancel);
+            tokio::pin!(export);
+            // Renewal runs in this task, beside the export, rather than in a task of its own: it
+            // ends with the export, and nothing is left to stop.
+            let period = (lease_std(&self.config) / 3).max(Duration::from_millis(100));
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    r = &mut export => break r,
+                    _ = renew.tick(), if !lease_lost => {
+                        let until = later(Timestamp::now(), self.config.job_lease());
+                        match self.store.renew_lease(&id, &self.node_id, until).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                lease_lost = true;
+                                cancel.cancel();
+                            }
+                            // Keep going: the store may be back before the lease runs out, and if
+                            // not, finishing is refused and the job is another node's.
+                            Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew the lease of an export job"),
+                        }
+                    }
+                }
+            }
         };
-        if let Err(se) = state
-            .store
-            .fail_job(id, &state.node_id, &reason, Timestamp::now())
-            .await
-        {
-            // The lease runs out and the job is claimed again, which then gives up at once.
-            tracing::warn!(job = %id, error = %se, "cannot mark an export job failed");
-        }
-        metrics::counter!("ccfs_exports_total", "outcome" => "failed").increment(1);
-        tracing::error!(job = %id, attempt = job.attempts, error = %e, "export failed");
-        Ended::Failed
-    } else {
-        release(state, job).await;
-        tracing::warn!(job = %id, attempt = job.attempts, max_attempts = max, error = %e, "export attempt failed; job released for a retry");
-        let pause =
-            Duration::from_secs(1u64 << job.attempts.saturating_sub(1).min(5)).min(MAX_RETRY_PAUSE);
-        Ended::Released { pause }
-    }
-}
+        // Gone already after a successful upload; a partial file after anything else.
+        remove_quietly(&work_file).await;
+        let seconds = started.elapsed().as_secs_f64();
 
-/// Gives the job back to the queue. A failure only delays it: the lease runs out and the job
-/// is claimed again.
-async fn release(state: &AppState, job: &Job) {
-    let id = &job.job.response_id;
-    if let Err(e) = state.store.release_job(id, &state.node_id).await {
-        tracing::warn!(job = %id, error = %e, "cannot release an export job");
+        let (built, stored) = match result {
+            Ok(done) => done,
+            Err(e) if lease_lost => {
+                tracing::info!(job = %id, error = %e, "export job taken over by another node; dropped");
+                return Ended::Abandoned;
+            }
+            Err(ExportError::Cancelled) if shutdown.is_cancelled() => {
+                self.release(&job).await;
+                tracing::info!(job = %id, seconds, "export interrupted by shutdown; job released");
+                return Ended::Interrupted;
+            }
+            Err(e) => return self.failed_attempt(&job, e).await,
+        };
+
+        match self.publish(&job, built, &stored).await {
+            Ok(true) => {
+                self.callbacks.notify_one();
+                metrics::counter!("ccfs_exports_total", "outcome" => "succeeded").increment(1);
+                metrics::counter!("ccfs_export_records_total").increment(built.record_count);
+                metrics::histogram!("ccfs_export_duration_seconds").record(seconds);
+                tracing::info!(
+                    job = %id,
+                    records = built.record_count,
+                    files = built.file_count,
+                    bytes = stored.size,
+                    seconds,
+                    "export succeeded"
+                );
+                Ended::Succeeded
+            }
+            // The stored zip is left alone: the node that owns the job now writes the same name.
+            Ok(false) => {
+                tracing::info!(job = %id, "export job taken over by another node before it was published; dropped");
+                Ended::Abandoned
+            }
+            Err(e) => self.failed_attempt(&job, e).await,
+        }
     }
-    metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);
+
+    /// Builds the zip into `work_file` and uploads it.
+    async fn export_job(
+        &self,
+        job: &Job,
+        work_file: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<(Built, Stored), ExportError> {
+        let j = &job.job;
+        let timezone = j.timezone.zone().clone();
+        let settings = ZipSettings {
+            rows_per_file: self.config.rows_per_file,
+            compression_level: self.config.compression_level,
+            csv_header: j.csv_header,
+            stamp: timezone.to_datetime(j.created_at),
+            timezone,
+        };
+        if let Some(dir) = work_file.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let records = self.store.stream_records(j.query.clone());
+        let built = archive::build_zip_until(records, &settings, work_file, cancel).await?;
+        let stored = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(ExportError::Cancelled),
+            r = self.blobs.put_file(&j.file_name, work_file) => r?,
+        };
+        Ok((built, stored))
+    }
+
+    /// Marks the job succeeded and enqueues its callback, in one store step. False when the lease
+    /// was lost meanwhile.
+    async fn publish(&self, job: &Job, built: Built, stored: &Stored) -> Result<bool, ExportError> {
+        let j = &job.job;
+        let now = Timestamp::now();
+        let outcome = JobOutcome {
+            record_count: built.record_count,
+            file_count: built.file_count,
+            file_size: stored.size,
+            sha256: stored.sha256.clone(),
+            finished_at: now,
+            expires_at: later(now, self.config.retention()),
+        };
+        let callback = Callback::first(j, now, Config::secs(self.config.callback_give_up_secs))?;
+        Ok(self
+            .store
+            .finish_job(&j.response_id, &self.node_id, &outcome, &callback)
+            .await?)
+    }
+
+    /// After an attempt failed: retry later, or give up when the job has used its attempts.
+    async fn failed_attempt(&self, job: &Job, e: ExportError) -> Ended {
+        let id = &job.job.response_id;
+        let max = self.config.job_max_attempts;
+        if job.attempts >= max {
+            let reason = format!("{} Gave up after {} attempts.", e.reason(), job.attempts);
+            if let Err(se) = self
+                .store
+                .fail_job(id, &self.node_id, &reason, Timestamp::now())
+                .await
+            {
+                // The lease runs out and the job is claimed again, which then gives up at once.
+                tracing::warn!(job = %id, error = %se, "cannot mark an export job failed");
+            }
+            metrics::counter!("ccfs_exports_total", "outcome" => "failed").increment(1);
+            tracing::error!(job = %id, attempt = job.attempts, error = %e, "export failed");
+            Ended::Failed
+        } else {
+            self.release(job).await;
+            tracing::warn!(job = %id, attempt = job.attempts, max_attempts = max, error = %e, "export attempt failed; job released for a retry");
+            let pause = Duration::from_secs(1u64 << job.attempts.saturating_sub(1).min(5))
+                .min(MAX_RETRY_PAUSE);
+            Ended::Released { pause }
+        }
+    }
+
+    /// Gives the job back to the queue. A failure only delays it: the lease runs out and the job
+    /// is claimed again.
+    async fn release(&self, job: &Job) {
+        let id = &job.job.response_id;
+        if let Err(e) = self.store.release_job(id, &self.node_id).await {
+            tracing::warn!(job = %id, error = %e, "cannot release an export job");
+        }
+        metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);
+    }
 }
 
 /// Deletes `*.zip.part` files older than `older_than` in `dir`: work files of exports that a

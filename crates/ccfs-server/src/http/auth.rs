@@ -19,8 +19,8 @@ use jiff::Timestamp;
 
 use super::error::HttpError;
 use crate::config::ReplayPolicy;
+use crate::model::{Developer, Role};
 use crate::state::AppState;
-use crate::store::{Developer, Role};
 
 /// A request whose signature was verified.
 pub struct Signed {

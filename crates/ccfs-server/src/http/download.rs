@@ -18,8 +18,8 @@ use super::count;
 use super::error::HttpError;
 use super::open_body;
 use crate::blobs::BlobError;
+use crate::model::Role;
 use crate::state::AppState;
-use crate::store::{JobState, Role};
 
 const INTERFACE: &str = "download";
 
@@ -77,11 +77,10 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
     let name = parse_download(&open_body(signed)?)?;
     let job = state.store.job(&name.response_id()).await?;
     // Missing, unfinished, expired and someone else's all answer the same.
+    let now = Timestamp::now();
     let outcome = job
-        .filter(|j| j.job.developer_id == signed.developer.app_id && j.job.file_name == name)
-        .filter(|j| j.state == JobState::Succeeded)
-        .and_then(|j| j.outcome)
-        .filter(|o| o.expires_at > Timestamp::now())
+        .filter(|j| j.job.developer_id() == &signed.developer.app_id && j.job.file_name == name)
+        .and_then(|j| j.file_at(now).cloned())
         .ok_or(HttpError::from(ResultCode::FileNotFound))?;
     let slot = state
         .downloads

@@ -5,32 +5,35 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use ccfs_protocol::messages::{GenerateData, GenerateRequest};
-use ccfs_protocol::{ApiError, AppId, ResponseId, ResultCode, ZipFileName};
-use jiff::tz::TimeZone;
+use ccfs_protocol::{ApiError, ResponseId, ResultCode, ZipFileName};
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
 use super::auth::Signed;
 use super::error::HttpError;
 use super::{open_body, respond};
 use crate::config::ReplayPolicy;
+use crate::model::{BodyHash, Idempotency, IdempotencyKey, NewJob, RecordQuery, Role};
 use crate::state::AppState;
-use crate::store::{CreateJob, NewJob, RecordQuery, Role};
+use crate::store::CreateJob;
 
 const INTERFACE: &str = "generate";
 
 /// The key that makes a repeated generate answer its first job: the `Idempotency-Key` header
-/// (1–255 visible ASCII characters) when sent; otherwise, with `replay = retry`, the signature
-/// itself, since an identical signature can only carry the same method, path, host and body.
-fn idempotency_key(signed: &Signed, replay: ReplayPolicy) -> Result<Option<String>, HttpError> {
+/// when sent (a value that is not a key is `0300004`); otherwise, with `replay = retry`, the
+/// signature itself (see [`IdempotencyKey::of_signature`]).
+fn idempotency_key(
+    signed: &Signed,
+    replay: ReplayPolicy,
+) -> Result<Option<IdempotencyKey>, HttpError> {
     let Some(v) = signed.headers.get("idempotency-key") else {
-        return Ok((replay == ReplayPolicy::Retry).then(|| format!("auth-v2:{}", signed.signature)));
+        return Ok((replay == ReplayPolicy::Retry)
+            .then(|| IdempotencyKey::of_signature(&signed.signature))
+            .flatten());
     };
-    let key = v
-        .to_str()
+    v.to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_owned()))
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
         .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "Idempotency-Key").into())
 }
 
@@ -54,29 +57,28 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
             return Err(ResultCode::AccountNotOwned.into());
         }
     }
-    let tz = TimeZone::get(&dev.timezone)
-        .map_err(|e| HttpError::Internal(format!("developer time zone: {e}")))?;
+    let tz = dev.timezone.zone();
     let (begin, end) = req
         .window
-        .to_instants(&tz)
+        .to_instants(tz)
         .ok_or_else(|| ApiError::new(ResultCode::BadFormat, "beginTime"))?;
-    let idempotency = idempotency_key(signed, state.config.replay)?
-        .map(|k| (k, hex::encode(Sha256::digest(&signed.body))));
+    let idempotency = idempotency_key(signed, state.config.replay)?.map(|key| Idempotency {
+        key,
+        body_hash: BodyHash::of(&signed.body),
+    });
     let now = Timestamp::now();
     let response_id = ResponseId::from_bytes(rand::random());
-    let developer_id: AppId = dev.app_id.clone();
     let job = NewJob {
         file_name: ZipFileName::new(tz.to_datetime(now).date(), &response_id),
         response_id: response_id.clone(),
         query: RecordQuery {
-            developer_id: developer_id.to_string(),
+            developer_id: dev.app_id.clone(),
             begin,
             end,
             account_id: req.account_id,
             agent_id: req.agent_id,
         },
-        developer_id,
-        callback_url: req.callback_url.to_string(),
+        callback_url: req.callback_url,
         timezone: dev.timezone.clone(),
         csv_header: dev.csv_header,
         created_at: now,
@@ -88,7 +90,7 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
         .await?
     {
         CreateJob::Created => {
-            tracing::info!(response_id = %response_id, developer = %job.developer_id, "export job queued");
+            tracing::info!(response_id = %response_id, developer = %job.developer_id(), "export job queued");
             state.wake_exports.notify_one();
             Ok(response_id)
         }

@@ -18,8 +18,8 @@ use super::auth::Signed;
 use super::error::HttpError;
 use super::{open_body, respond};
 use crate::ingest::{Ingest, IngestError};
+use crate::model::Role;
 use crate::state::AppState;
-use crate::store::Role;
 
 const INTERFACE: &str = "import";
 

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use super::auth::Signed;
 use super::error::HttpError;
 use super::{open_body, respond};
+use crate::model::{Job, Role};
 use crate::state::AppState;
-use crate::store::{Job, JobState, Role};
 
 const INTERFACE: &str = "status";
 
@@ -29,7 +29,7 @@ async fn status(state: &AppState, signed: &Signed) -> Result<StatusData, HttpErr
     let id = parse_status(&open_body(signed)?)?;
     match state.store.job(&id).await? {
         // Another developer's job is indistinguishable from a missing one.
-        Some(job) if job.job.developer_id == signed.developer.app_id => {
+        Some(job) if job.job.developer_id() == &signed.developer.app_id => {
             Ok(describe(&job, Timestamp::now()))
         }
         _ => Err(ResultCode::FileNotFound.into()),
@@ -39,17 +39,9 @@ async fn status(state: &AppState, signed: &Signed) -> Result<StatusData, HttpErr
 /// The status answer of a job at `now`.
 pub fn describe(job: &Job, now: Timestamp) -> StatusData {
     let outcome = job.outcome.as_ref();
-    let expired = job.state == JobState::Expired
-        || (job.state == JobState::Succeeded && outcome.is_some_and(|o| o.expires_at <= now));
     StatusData {
         response_id: job.job.response_id.to_string(),
-        state: if expired {
-            JobState::Expired
-        } else {
-            job.state
-        }
-        .as_str()
-        .to_owned(),
+        state: job.state_at(now).as_str().to_owned(),
         agent_opr_info_file_name: job.job.file_name.to_string(),
         attempts: job.attempts,
         record_count: outcome.map(|o| o.record_count),

@@ -6,8 +6,9 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
+use ccfs_server::model::Developer;
 use ccfs_server::server::Core;
-use ccfs_server::store::{Developer, StoreError};
+use ccfs_server::store::StoreError;
 use ccfs_server::tenants::{NewApp, TenantError};
 use ccfs_server::Config;
 use jiff::Timestamp;
@@ -108,7 +109,7 @@ impl<'a> AppView<'a> {
         Self {
             app_id: d.app_id.as_str(),
             name: &d.name,
-            timezone: &d.timezone,
+            timezone: d.timezone.name(),
             accounts: &d.accounts,
             roles: d.roles.iter().map(|r| r.as_str()).collect(),
             enabled: d.enabled,
@@ -148,7 +149,7 @@ fn print_table(devs: &[Developer]) -> anyhow::Result<()> {
             [
                 d.app_id.to_string(),
                 d.name.clone(),
-                d.timezone.clone(),
+                d.timezone.name().to_owned(),
                 d.roles
                     .iter()
                     .map(|r| r.as_str())

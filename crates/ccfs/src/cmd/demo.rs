@@ -30,7 +30,7 @@ use ccfs_client::{CallbackBody, CallbackVerifier, Client, GenerateBody, ZipFileN
 use ccfs_protocol::auth::RequestParts;
 use ccfs_protocol::record::{csv_reader, COLUMNS};
 use ccfs_protocol::Record;
-use ccfs_server::store::Role;
+use ccfs_server::model::Role;
 use ccfs_server::tenants::NewApp;
 use ccfs_server::{Config, RunningServer};
 use jiff::civil::Date;

@@ -63,8 +63,7 @@ pub async fn run(config: Config, args: SimulateArgs) -> anyhow::Result<()> {
         _ => {
             let core = Core::open(config).await.context("cannot open the store")?;
             let dev = core.tenants.get(&args.app).await?;
-            let zone = TimeZone::get(&dev.timezone)
-                .with_context(|| format!("the developer's time zone {}", dev.timezone))?;
+            let zone = dev.timezone.zone().clone();
             let account = args
                 .account
                 .clone()

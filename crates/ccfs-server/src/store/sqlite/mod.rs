@@ -1,0 +1,288 @@
+//! The SQLite implementation of [`Store`]: the embedded default, one database file in the data
+//! directory, with one writing connection and a pool of reading ones (see [`SqliteStore`]). One
+//! file per part of the store: [`developers`], [`records`] (with [`record_stream`] for exports),
+//! [`jobs`], [`outbox`], [`replay`]; this one holds the connections, the conversions they share
+//! and the one mapping of the state enums to SQL.
+//!
+//! Durability and concurrency choices:
+//! - WAL journal with `synchronous=FULL`: a commit is on disk when the call returns, readers
+//!   never block the writer, and the writer never blocks readers.
+//! - Every transaction that reads and then writes starts with `BEGIN IMMEDIATE`, which takes the
+//!   write lock up front (waiting up to the busy timeout for another process, such as a
+//!   `ccfs import` next to the server). A deferred transaction would take a read snapshot first
+//!   and could then fail with `SQLITE_BUSY` on its first write without the busy handler ever
+//!   being consulted; single-statement writes in autocommit mode are safe as they are, because
+//!   SQLite retries their lock through the busy handler.
+//! - Exports page through the export index inside one read transaction, so an export sees one
+//!   snapshot and its memory stays bounded (see [`record_stream`]).
+//!
+//! Time precision: record times are stored as whole unix seconds (the export shows seconds);
+//! a record time is truncated, and the bounds of a record query are rounded up, so that
+//! `begin <= begin_time < end` still holds for the stored seconds. The begin and end of a job's
+//! query round-trip at second precision. Every other time (developer, job, callback, replay
+//! cache) is stored as unix milliseconds and round-trips at millisecond precision: finer parts
+//! are truncated on write.
+
+mod developers;
+mod jobs;
+mod outbox;
+mod record_stream;
+mod records;
+mod replay;
+
+#[cfg(test)]
+mod schema_tests;
+#[cfg(test)]
+mod tests;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ccfs_protocol::{AppId, ResponseId};
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError, StoreResult};
+use crate::model::{CallbackState, CallbackUrl, JobState, TimeZoneName};
+
+/// Reading connections. Each running export holds one for as long as it streams; the HTTP
+/// handlers and the loops share the rest.
+const READERS: u32 = 16;
+
+/// How long a statement waits for a lock another process holds before failing with
+/// `SQLITE_BUSY`. Inside one process, writers queue for the single writing connection instead.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a write waits for the writing connection (behind other writes, such as imports).
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Page cache of the writing connection, in KiB (SQLite's negative `cache_size`). When record
+/// ids are random, an import touches pages all over the `(developer_id, id)` index; keeping
+/// that index in memory saves a read for most of them.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+/// Page cache of each reading connection, in KiB. Exports read the records in index order, so
+/// a small cache suffices.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+/// The SQLite store. Cheap to clone: it is a handle to its two connection pools.
+///
+/// All writes go through one connection: SQLite admits one writer at a time anyway, so queueing
+/// writers in the process (fairly, without the busy handler's sleeps) costs nothing, and the
+/// writer's page cache stays valid between transactions because no other connection of the
+/// process changes the file. Reads go through a pool of `query_only` connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory when missing) and migrates the database at
+    /// `url`: `sqlite:///abs/path.db`, `sqlite://relative/path.db` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    /// As [`SqliteStore::open`], for the database file at `path` (taken as it is: no URL
+    /// decoding).
+    pub async fn open_path(path: &std::path::Path) -> StoreResult<SqliteStore> {
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // An in-memory database has a `file:` name without a directory, so this skips it.
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            }
+        }
+        // The writer is never closed for idleness or age: its warm cache is the point of it
+        // (and an in-memory database lives only as long as one of its connections).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(WRITE_QUEUE_TIMEOUT)
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", (-WRITER_CACHE_KIB).to_string()),
+            )
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(
+                options
+                    .pragma("cache_size", (-READER_CACHE_KIB).to_string())
+                    .pragma("query_only", "ON"),
+            )
+            .await?;
+        Ok(SqliteStore { reader, writer })
+    }
+
+    /// A write transaction that holds the write lock from its first statement.
+    async fn begin_immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
+
+// ---- states ----
+
+/// How the schema writes each job state. The one place that maps them: statements that name a
+/// state take it from here, the migrations' CHECK constraints and partial indexes list the same
+/// words, and a test checks the two agree.
+fn job_state_text(s: JobState) -> &'static str {
+    match s {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Expired => "expired",
+    }
+}
+
+/// How the schema writes each callback state (see [`job_state_text`]).
+fn callback_state_text(s: CallbackState) -> &'static str {
+    match s {
+        CallbackState::Pending => "pending",
+        CallbackState::Delivered => "delivered",
+        CallbackState::Failed => "failed",
+        CallbackState::Superseded => "superseded",
+    }
+}
+
+fn parse_job_state(text: &str) -> Option<JobState> {
+    JobState::ALL
+        .into_iter()
+        .find(|s| job_state_text(*s) == text)
+}
+
+fn parse_callback_state(text: &str) -> Option<CallbackState> {
+    CallbackState::ALL
+        .into_iter()
+        .find(|s| callback_state_text(*s) == text)
+}
+
+/// A job state as an SQL literal, for statement texts. Literals rather than bound parameters:
+/// the planner uses a partial index (`WHERE state IN ('queued', 'running')`) only when it can
+/// see at prepare time that the query's condition implies the index's.
+fn job_state_sql(s: JobState) -> String {
+    format!("'{}'", job_state_text(s))
+}
+
+/// A callback state as an SQL literal (see [`job_state_sql`]).
+fn callback_state_sql(s: CallbackState) -> String {
+    format!("'{}'", callback_state_text(s))
+}
+
+/// A statement text built once, on first use, and then shared: for statements that take their
+/// state literals from [`job_state_sql`] and [`callback_state_sql`].
+macro_rules! once_sql {
+    ($text:expr) => {{
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SQL.get_or_init(|| $text).as_str()
+    }};
+}
+use once_sql;
+
+// ---- conversions ----
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Reads a column, reporting a missing column or a value of the wrong type as corrupt data.
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| corrupt(format_args!("column {column}: {e}")))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn from_ms(v: i64, what: &str) -> StoreResult<Timestamp> {
+    Timestamp::from_millisecond(v).map_err(|e| corrupt(format_args!("{what}: {e}")))
+}
+
+fn opt_from_ms(v: Option<i64>, what: &str) -> StoreResult<Option<Timestamp>> {
+    v.map(|v| from_ms(v, what)).transpose()
+}
+
+/// Whole seconds, rounded down (a record time as stored).
+fn floor_second(t: Timestamp) -> i64 {
+    t.as_second() - i64::from(t.subsec_nanosecond() < 0)
+}
+
+/// Whole seconds, rounded up: for integer `s`, `s >= t` exactly when `s >= ceil_second(t)`.
+fn ceil_second(t: Timestamp) -> i64 {
+    t.as_second() + i64::from(t.subsec_nanosecond() > 0)
+}
+
+fn from_second(v: i64, what: &str) -> StoreResult<Timestamp> {
+    Timestamp::from_second(v).map_err(|e| corrupt(format_args!("{what}: {e}")))
+}
+
+fn to_u32(v: i64, what: &str) -> StoreResult<u32> {
+    u32::try_from(v).map_err(|_| corrupt(format_args!("{what}: {v} out of range")))
+}
+
+fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(format_args!("{what}: {v} out of range")))
+}
+
+/// A count that SQLite's signed integers cannot hold is refused before it is written.
+fn to_i64(v: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| {
+        StoreError::Database(sqlx::Error::Encode(
+            format!("{what}: {v} out of range").into(),
+        ))
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn parse_response_id(s: &str) -> StoreResult<ResponseId> {
+    ResponseId::parse(s).ok_or_else(|| corrupt(format_args!("response id {s:?}")))
+}
+
+fn parse_app_id(s: &str) -> StoreResult<AppId> {
+    AppId::parse(s).ok_or_else(|| corrupt(format_args!("app id {s:?}")))
+}
+
+fn parse_callback_url(s: &str, whose: &str) -> StoreResult<CallbackUrl> {
+    CallbackUrl::parse(s).ok_or_else(|| corrupt(format_args!("{whose}: callback URL {s:?}")))
+}
+
+/// A stored time zone name this server can convert with; one that its time zone database does
+/// not know makes the row corrupt (see [`crate::model`]).
+fn parse_zone(name: &str, whose: &str) -> StoreResult<TimeZoneName> {
+    TimeZoneName::parse(name).map_err(|e| corrupt(format_args!("{whose}: {e}")))
+}

@@ -1,0 +1,186 @@
+//! The outbox part of the SQLite store: a row of `callbacks` per finished job, written by
+//! [`insert_callback`] in the transaction that publishes the job.
+
+use async_trait::async_trait;
+use ccfs_protocol::ResponseId;
+use jiff::Timestamp;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Sqlite, Transaction};
+
+use super::{
+    callback_state_sql, callback_state_text, corrupt, from_ms, get, ms, once_sql, opt_from_ms,
+    parse_app_id, parse_callback_state, parse_callback_url, parse_response_id, to_u32, SqliteStore,
+};
+use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
+use crate::model::{Attempt, Callback};
+use crate::store::{Outbox, StoreError, StoreResult};
+
+/// A callback: the `cb_*` columns [`callback_from_row`] reads, as the job query names them too.
+const CALLBACK_SELECT: &str =
+    "SELECT response_id AS cb_response_id, developer_id AS cb_developer_id, \
+     url AS cb_url, body AS cb_body, state AS cb_state, attempts AS cb_attempts, \
+     next_attempt_at AS cb_next_attempt_at, give_up_at AS cb_give_up_at, \
+     last_error AS cb_last_error FROM callbacks";
+
+/// The `cb_*` columns of a job or callback query; `None` when the job has no callback.
+pub(super) fn callback_from_row(row: &SqliteRow) -> StoreResult<Option<Callback>> {
+    let Some(id) = get::<Option<String>>(row, "cb_response_id")? else {
+        return Ok(None);
+    };
+    let whose = format!("callback {id}");
+    let state: String = get(row, "cb_state")?;
+    Ok(Some(Callback {
+        response_id: parse_response_id(&id)?,
+        developer_id: parse_app_id(&get::<String>(row, "cb_developer_id")?)?,
+        url: parse_callback_url(&get::<String>(row, "cb_url")?, &whose)?,
+        body: get(row, "cb_body")?,
+        state: parse_callback_state(&state)
+            .ok_or_else(|| corrupt(format_args!("{whose}: state {state:?}")))?,
+        attempts: to_u32(get(row, "cb_attempts")?, "callback attempts")?,
+        next_attempt_at: from_ms(get(row, "cb_next_attempt_at")?, "next_attempt_at")?,
+        give_up_at: from_ms(get(row, "cb_give_up_at")?, "give_up_at")?,
+        last_error: get(row, "cb_last_error")?,
+    }))
+}
+
+/// Pending callbacks due (on the `callbacks_due` partial index): `?1` now, `?2` the limit.
+pub(super) fn due_callbacks_sql() -> &'static str {
+    once_sql!(format!(
+        "{CALLBACK_SELECT} WHERE state = {} AND next_attempt_at <= ? \
+         ORDER BY next_attempt_at, response_id LIMIT ?",
+        callback_state_sql(Pending)
+    ))
+}
+
+/// When the next pending callback is due (on the `callbacks_due` partial index).
+pub(super) fn next_callback_sql() -> &'static str {
+    once_sql!(format!(
+        "SELECT MIN(next_attempt_at) FROM callbacks WHERE state = {}",
+        callback_state_sql(Pending)
+    ))
+}
+
+/// Enqueues the callback of job `id`, inside the transaction that publishes the job.
+pub(super) async fn insert_callback(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ResponseId,
+    cb: &Callback,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO callbacks (response_id, developer_id, url, body, state, attempts, \
+         next_attempt_at, give_up_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(cb.developer_id.as_str())
+    .bind(cb.url.as_str())
+    .bind(&cb.body)
+    .bind(callback_state_text(cb.state))
+    .bind(i64::from(cb.attempts))
+    .bind(ms(cb.next_attempt_at))
+    .bind(ms(cb.give_up_at))
+    .bind(&cb.last_error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Callback>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_immediate().await?;
+        let rows = sqlx::query(due_callbacks_sql())
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(callback_from_row)
+            .collect::<StoreResult<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        for cb in &mut claimed {
+            sqlx::query("UPDATE callbacks SET next_attempt_at = ? WHERE response_id = ?")
+                .bind(ms(claim_until))
+                .bind(cb.response_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            // Returned as stored after the claim, like the job of `claim_job`.
+            cb.next_attempt_at = from_ms(ms(claim_until), "claim_until")?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record_attempt(&self, id: &ResponseId, attempt: &Attempt) -> StoreResult<()> {
+        // Only a pending callback changes: a late report never reopens a settled one.
+        let query = match attempt {
+            Attempt::Delivered => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = NULL \
+                 WHERE response_id = ? AND state = {}",
+                callback_state_sql(Delivered),
+                callback_state_sql(Pending)
+            )))
+            .bind(id.as_str()),
+            Attempt::Retry {
+                next_attempt_at,
+                error,
+            } => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
+                 WHERE response_id = ? AND state = {}",
+                callback_state_sql(Pending)
+            )))
+            .bind(ms(*next_attempt_at))
+            .bind(error.as_str())
+            .bind(id.as_str()),
+            Attempt::GaveUp { error } => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = ? \
+                 WHERE response_id = ? AND state = {}",
+                callback_state_sql(Failed),
+                callback_state_sql(Pending)
+            )))
+            .bind(error.as_str())
+            .bind(id.as_str()),
+        };
+        let done = query.execute(&self.writer).await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM callbacks WHERE response_id = ?")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.reader)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("callback {id}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool> {
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE callbacks SET state = {} WHERE response_id = ? AND state = {}",
+            callback_state_sql(Superseded),
+            callback_state_sql(Pending)
+        )))
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(next_callback_sql())
+            .fetch_one(&self.reader)
+            .await?;
+        opt_from_ms(next, "next_attempt_at")
+    }
+}

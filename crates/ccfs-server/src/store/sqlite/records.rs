@@ -1,0 +1,374 @@
+//! The records part of the SQLite store: one row of `records` per `(developer_id, id)`,
+//! imported in multi-row statements and compared with the stored versions only where an insert
+//! left a record out. Exports read them through [`super::record_stream`].
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use ccfs_protocol::Record;
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::Arguments;
+
+use super::record_stream::RecordStream;
+use super::{corrupt, floor_second, from_second, SqliteStore};
+use crate::model::RecordQuery;
+use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
+
+/// The SQL names of [`ccfs_protocol::record::TEXT_COLUMNS`], in the same order.
+pub(super) const RECORD_TEXT_COLUMNS: [&str; 19] = [
+    "id",
+    "developer_id",
+    "account_id",
+    "agent_id",
+    "service_no",
+    "skill_id",
+    "call_id",
+    "op_type",
+    "op_object",
+    "op_cause",
+    "media_type",
+    "vdn_id",
+    "cc_id",
+    "agent_type",
+    "phone_no",
+    "call_in_out",
+    "location_id",
+    "logon_sn",
+    "skill_info_sn",
+];
+
+/// Bound values per record row: the 19 texts and the two times.
+const RECORD_PARAMS: usize = 21;
+
+/// Rows per multi-row INSERT. SQLite allows 32766 bound variables per statement; 1000 rows use
+/// 21000 of them, and a batch of 5000 records takes five statements.
+const INSERT_CHUNK: usize = 1000;
+
+fn insert_records_sql(rows: usize) -> String {
+    let mut columns = RECORD_TEXT_COLUMNS.to_vec();
+    columns.extend(["begin_time", "end_time"]);
+    let tuple = format!("({})", vec!["?"; RECORD_PARAMS].join(","));
+    let mut sql = format!(
+        "INSERT OR IGNORE INTO records ({}) VALUES ",
+        columns.join(",")
+    );
+    sql.reserve(rows * (tuple.len() + 1));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&tuple);
+    }
+    sql
+}
+
+/// The statement for a full chunk, built once: it is the one prepared and cached per connection.
+fn full_chunk_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| insert_records_sql(INSERT_CHUNK))
+}
+
+fn record_arguments(chunk: &[Record]) -> StoreResult<SqliteArguments<'_>> {
+    let mut args = SqliteArguments::default();
+    args.reserve(chunk.len() * RECORD_PARAMS, 0);
+    for r in chunk {
+        for text in r.texts() {
+            args.add(text).map_err(sqlx::Error::Encode)?;
+        }
+        args.add(floor_second(r.begin_time))
+            .map_err(sqlx::Error::Encode)?;
+        args.add(floor_second(r.end_time))
+            .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+/// One record of a [`record_page_sql`](super::record_stream::record_page_sql) page: the texts in [`RECORD_TEXT_COLUMNS`] order, then
+/// the times.
+#[derive(serde::Deserialize)]
+#[rustfmt::skip]
+pub(super) struct RecordRow(
+    String, String, String, String, String, String, String, String, String, String,
+    String, String, String, String, String, String, String, String, String,
+    i64, i64,
+);
+
+impl RecordRow {
+    pub(super) fn key(&self) -> (i64, &str) {
+        (self.19, &self.0)
+    }
+
+    #[rustfmt::skip]
+    fn into_version(self) -> Version {
+        let RecordRow(t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, begin, end) = self;
+        Version {
+            texts: [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18],
+            begin,
+            end,
+        }
+    }
+
+    pub(super) fn into_record(self) -> StoreResult<Record> {
+        let v = self.into_version();
+        Ok(Record::from_texts(
+            v.texts,
+            from_second(v.begin, "record begin_time")?,
+            from_second(v.end, "record end_time")?,
+        ))
+    }
+}
+
+/// A record as stored: its texts in [`RECORD_TEXT_COLUMNS`] order and its times in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+    texts: [String; 19],
+    begin: i64,
+    end: i64,
+}
+
+impl Version {
+    fn of(r: &Record) -> Self {
+        Version {
+            texts: r.texts().map(str::to_owned),
+            begin: floor_second(r.begin_time),
+            end: floor_second(r.end_time),
+        }
+    }
+
+    /// Whether `r` would be stored as this version: all 21 columns equal.
+    fn stores(&self, r: &Record) -> bool {
+        self.begin == floor_second(r.begin_time)
+            && self.end == floor_second(r.end_time)
+            && self.texts.iter().zip(r.texts()).all(|(a, b)| a == b)
+    }
+}
+
+/// The current version of each `(developer_id, id)` a batch has named so far.
+type Versions = HashMap<(String, String), Version>;
+
+/// The stored versions of the records a chunk names: one value, a JSON array like a page of
+/// [`record_page_sql`](super::record_stream::record_page_sql), for one parameter, a JSON array of `[developer_id, id]` pairs. The
+/// pairs drive the join (`CROSS JOIN` keeps them the outer loop), so each costs one lookup in
+/// the `(developer_id, id)` index; a pair named twice comes back twice.
+pub(super) fn stored_versions_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        // Qualified: json_each has an `id` column of its own.
+        let columns = RECORD_TEXT_COLUMNS.map(|c| format!("r.{c}")).join(", ");
+        format!(
+            "SELECT json_group_array(json_array({columns}, r.begin_time, r.end_time)) \
+             FROM json_each(?) AS k CROSS JOIN records AS r \
+             ON r.developer_id = json_extract(k.value, '$[0]') \
+             AND r.id = json_extract(k.value, '$[1]')"
+        )
+    })
+}
+
+/// Adds the stored versions of `chunk`'s records to `versions`, keeping the versions already
+/// there: inside the batch's write transaction they equal the stored ones; for a check, which
+/// writes nothing, they are the batch's own earlier records.
+async fn load_versions(
+    conn: &mut sqlx::SqliteConnection,
+    chunk: &[Record],
+    versions: &mut Versions,
+) -> StoreResult<()> {
+    let keys: Vec<[&str; 2]> = chunk
+        .iter()
+        .map(|r| [r.developer_id.as_str(), r.id.as_str()])
+        .collect();
+    let keys = serde_json::to_string(&keys).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let json: String = sqlx::query_scalar(stored_versions_sql())
+        .bind(keys)
+        .fetch_one(conn)
+        .await?;
+    let rows: Vec<RecordRow> =
+        serde_json::from_str(&json).map_err(|e| corrupt(format_args!("stored records: {e}")))?;
+    for row in rows {
+        let v = row.into_version();
+        versions
+            .entry((v.texts[1].clone(), v.texts[0].clone()))
+            .or_insert(v);
+    }
+    Ok(())
+}
+
+/// How the records of a chunk compare with the current versions of their ids.
+#[derive(Debug, Default)]
+struct Sorted<'r> {
+    /// Records whose id has no version yet (each becomes the version of its id).
+    new: u64,
+    /// Records equal to the current version.
+    same: u64,
+    /// Conflicting records to write, in batch order (`Replace` only).
+    replace: Vec<&'r Record>,
+}
+
+/// Compares the records of `chunk` (whose first is record number `offset` of the batch) with
+/// the current versions of their ids, in order, counting conflicts into `outcome`. With
+/// `Replace`, a conflicting record becomes the current version.
+fn sort_chunk<'r>(
+    chunk: &'r [Record],
+    offset: usize,
+    versions: &mut Versions,
+    on_conflict: OnConflict,
+    outcome: &mut InsertOutcome,
+) -> Sorted<'r> {
+    let mut sorted = Sorted::default();
+    for (i, r) in chunk.iter().enumerate() {
+        match versions.get_mut(&(r.developer_id.clone(), r.id.clone())) {
+            None => {
+                versions.insert((r.developer_id.clone(), r.id.clone()), Version::of(r));
+                sorted.new += 1;
+            }
+            Some(v) if v.stores(r) => sorted.same += 1,
+            Some(v) => {
+                outcome.conflict(offset + i, &r.id);
+                if on_conflict == OnConflict::Replace {
+                    *v = Version::of(r);
+                    sorted.replace.push(r);
+                }
+            }
+        }
+    }
+    sorted
+}
+
+/// `UPDATE records SET <every column but the key> WHERE developer_id = ? AND id = ?`, bound by
+/// [`replace_record`].
+fn replace_record_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let set = RECORD_TEXT_COLUMNS[2..]
+            .iter()
+            .chain(&["begin_time", "end_time"])
+            .map(|c| format!("{c} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("UPDATE records SET {set} WHERE developer_id = ? AND id = ?")
+    })
+}
+
+/// Overwrites the stored record of `r`'s `(developer_id, id)` with `r`'s content.
+async fn replace_record(conn: &mut sqlx::SqliteConnection, r: &Record) -> StoreResult<()> {
+    let texts = r.texts();
+    debug_assert_eq!(RECORD_TEXT_COLUMNS[..2], ["id", "developer_id"]);
+    let mut query = sqlx::query(replace_record_sql());
+    for text in &texts[2..] {
+        query = query.bind(*text);
+    }
+    query
+        .bind(floor_second(r.begin_time))
+        .bind(floor_second(r.end_time))
+        .bind(texts[1])
+        .bind(texts[0])
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Records for SqliteStore {
+    async fn insert_records(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> StoreResult<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        if records.is_empty() {
+            return Ok(outcome);
+        }
+        let mut tx = self.begin_immediate().await?;
+        // Only the ids of chunks where INSERT OR IGNORE left a record out are looked up: the
+        // common case, all new, costs no read.
+        let mut versions = Versions::new();
+        for (n, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
+            let args = record_arguments(chunk)?;
+            let done = if chunk.len() == INSERT_CHUNK {
+                sqlx::query_with(full_chunk_sql(), args)
+                    .execute(&mut *tx)
+                    .await?
+            } else {
+                // Tails come in every size: preparing them once and not caching them keeps
+                // the per-connection statement cache for the statements that repeat.
+                let sql = insert_records_sql(chunk.len());
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await?
+            };
+            let inserted = done.rows_affected();
+            outcome.inserted += inserted;
+            if inserted == chunk.len() as u64 {
+                continue;
+            }
+            // Every record's id is stored now: each inserted one is the first of its id in the
+            // chunk and equal to its stored version, so it is counted as `same` here.
+            load_versions(&mut tx, chunk, &mut versions).await?;
+            let sorted = sort_chunk(
+                chunk,
+                n * INSERT_CHUNK,
+                &mut versions,
+                on_conflict,
+                &mut outcome,
+            );
+            debug_assert_eq!(sorted.new, 0);
+            outcome.already_present += sorted.same.saturating_sub(inserted);
+            for r in sorted.replace {
+                replace_record(&mut tx, r).await?;
+                outcome.replaced += 1;
+            }
+        }
+        if outcome.failed(on_conflict) {
+            tx.rollback().await?;
+            return Ok(InsertOutcome {
+                conflicts: outcome.conflicts,
+                first_conflicts: outcome.first_conflicts,
+                ..InsertOutcome::default()
+            });
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn check_records(
+        &self,
+        records: &[Record],
+        on_conflict: OnConflict,
+    ) -> StoreResult<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        let mut versions = Versions::new();
+        let mut conn = self.reader.acquire().await?;
+        for (n, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
+            load_versions(&mut conn, chunk, &mut versions).await?;
+            let sorted = sort_chunk(
+                chunk,
+                n * INSERT_CHUNK,
+                &mut versions,
+                on_conflict,
+                &mut outcome,
+            );
+            outcome.inserted += sorted.new;
+            outcome.already_present += sorted.same;
+            outcome.replaced += sorted.replace.len() as u64;
+        }
+        if outcome.failed(on_conflict) {
+            return Ok(InsertOutcome {
+                conflicts: outcome.conflicts,
+                first_conflicts: outcome.first_conflicts,
+                ..InsertOutcome::default()
+            });
+        }
+        Ok(outcome)
+    }
+
+    fn stream_records(&self, query: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
+        stream::unfold(
+            RecordStream::Idle(self.reader.clone(), query),
+            RecordStream::next,
+        )
+        .boxed()
+    }
+}
