@@ -7,6 +7,7 @@
 //! give-up time. Giving up never touches the file. A callback whose file its owner has already
 //! downloaded is `superseded` by the download handler and no longer claimed here.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::isolate::isolated;
 use crate::model::{Attempt, Callback};
 use crate::state::AppState;
 
@@ -114,7 +116,16 @@ async fn round(
     let n = due.len();
     futures::stream::iter(due)
         .for_each_concurrent(PARALLEL, |cb| async move {
-            let outcome = deliver(state, client, &cb).await;
+            // A bug in one attempt fails that attempt (retried like any other failure), not
+            // the loop: `AssertUnwindSafe` holds since an attempt changes no shared state
+            // before its outcome is recorded below.
+            let outcome = match isolated(AssertUnwindSafe(deliver(state, client, &cb))).await {
+                Ok(outcome) => outcome,
+                Err(what) => {
+                    tracing::error!(response_id = %cb.response_id, panic = %what, "callback attempt panicked");
+                    Err("internal error while sending the callback".to_owned())
+                }
+            };
             let attempt = match outcome {
                 Ok(()) => Attempt::Delivered,
                 Err(error) => {

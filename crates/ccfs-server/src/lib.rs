@@ -19,6 +19,7 @@
 //! - [`export`] — the job runner: claim a job, stream records into CSV parts inside a zip,
 //!   upload, publish, enqueue the callback.
 //! - [`callback`] — the outbox delivery loop: signed POSTs, retried with backoff.
+//! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
 //! - [`retention`] — deletes expired files and housekeeping rows.
 //! - [`state`] — what every handler and loop shares.
 
@@ -28,6 +29,7 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod ingest;
+mod isolate;
 pub mod model;
 pub mod retention;
 pub mod server;

@@ -14,10 +14,12 @@ pub mod archive;
 #[cfg(test)]
 mod tests;
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ccfs_protocol::ResponseId;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::{BlobError, Blobs, Stored};
 use crate::config::Config;
+use crate::isolate::isolated;
 use crate::model::{Callback, Job, JobOutcome};
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
@@ -64,6 +67,9 @@ pub enum ExportError {
     Blob(#[from] BlobError),
     #[error("encoding the callback body: {0}")]
     Json(#[from] serde_json::Error),
+    /// A bug: the job's code panicked (caught at the job's boundary).
+    #[error("the export panicked: {0}")]
+    Panicked(String),
 }
 
 impl ExportError {
@@ -81,6 +87,9 @@ impl ExportError {
             | ExportError::Writer(_)
             | ExportError::Aborted
             | ExportError::Json(_) => "The export file could not be written.".into(),
+            ExportError::Panicked(_) => {
+                "The export could not be built because of an internal error.".into()
+            }
             ExportError::Cancelled => "The export was interrupted.".into(),
         }
     }
@@ -164,7 +173,7 @@ where
             let now = Timestamp::now();
             let lease_until = later(now, self.config.job_lease());
             let pause = match self.store.claim_job(&self.node_id, now, lease_until).await {
-                Ok(Some(job)) => match self.run_job(job, &shutdown).await {
+                Ok(Some(job)) => match self.run_isolated(job, &shutdown).await {
                     Ended::Released { pause } => Some(pause),
                     Ended::Succeeded | Ended::Failed | Ended::Abandoned | Ended::Interrupted => {
                         None
@@ -193,12 +202,38 @@ where
         tracing::debug!(worker = n, "export worker stopped");
     }
 
+    /// Runs one claimed job so that a bug in it costs the job an attempt, not the worker: a
+    /// panic is caught at the job's boundary, logged with the job id, and handled as a failed
+    /// attempt (retried, or failed after the last one); the worker goes on with the next job.
+    ///
+    /// `AssertUnwindSafe` holds because nothing the job touched is used after a panic: the job
+    /// is read again from the store when it is claimed again, its work file is removed here,
+    /// and the worker's own state (configuration, store and file store handles) is not
+    /// changed by a job.
+    async fn run_isolated(&self, job: Job, shutdown: &CancellationToken) -> Ended {
+        let id = job.job.response_id.clone();
+        let again = job.clone();
+        match isolated(AssertUnwindSafe(self.run_job(job, shutdown))).await {
+            Ok(ended) => ended,
+            Err(what) => {
+                tracing::error!(job = %id, panic = %what, "export job panicked");
+                remove_quietly(&self.work_file(&id)).await;
+                self.failed_attempt(&again, ExportError::Panicked(what))
+                    .await
+            }
+        }
+    }
+
+    fn work_file(&self, id: &ResponseId) -> PathBuf {
+        self.config.work_dir().join(format!("{id}.zip.part"))
+    }
+
     /// Runs one claimed job to its end, renewing the lease meanwhile.
     async fn run_job(&self, job: Job, shutdown: &CancellationToken) -> Ended {
         let id = job.job.response_id.clone();
         let started = Instant::now();
         tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id(), "export started");
-        let work_file = self.config.work_dir().join(format!("{id}.zip.part"));
+        let work_file = self.work_file(&id);
         // Fires on shutdown (it is a child of it) and when the lease is lost.
         let cancel = shutdown.child_token();
         let mut lease_lost = false;

@@ -32,6 +32,8 @@ enum StreamMode {
     Fail,
     /// A few records, then nothing ever again (a query that hangs).
     Stall,
+    /// A bug: the first call panics, later ones are normal.
+    PanicOnce,
 }
 
 struct Inner {
@@ -116,7 +118,13 @@ impl Records for FakeStore {
         unimplemented!("the runner never imports")
     }
     fn stream_records(&self, _: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
-        let (records, mode) = self.with(|i| (i.records.clone(), i.mode));
+        let (records, mode) = self.with(|i| {
+            let mode = i.mode;
+            if matches!(mode, StreamMode::PanicOnce) {
+                i.mode = StreamMode::Normal;
+            }
+            (i.records.clone(), mode)
+        });
         let head = stream::iter(records.into_iter().map(Ok));
         match mode {
             StreamMode::Normal => head.boxed(),
@@ -126,6 +134,7 @@ impl Records for FakeStore {
                 }))
                 .boxed(),
             StreamMode::Stall => head.chain(stream::pending()).boxed(),
+            StreamMode::PanicOnce => panic!("a bug in the record stream"),
         }
     }
 }
@@ -442,6 +451,38 @@ async fn a_failing_export_is_retried_then_failed_after_the_last_attempt() {
     );
     // Internal details stay in the log.
     assert!(!reason.contains("/secret/path"));
+    assert!(!h.work_file(&id).exists());
+}
+
+/// A panic inside a job costs that job an attempt, not the worker: the job is released and
+/// retried, and the same worker goes on to run it and the next one.
+#[tokio::test]
+async fn a_panicking_job_is_retried_and_the_worker_lives_on() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::PanicOnce);
+    let h = Harness::new(store.clone(), |c| c.export_workers = 1);
+    let job = new_job(6, "UTC", None);
+    let id = job.response_id.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    until("job succeeded", || {
+        store.job(&id).state == JobState::Succeeded
+    })
+    .await;
+    let next = new_job(7, "UTC", None);
+    let next_id = next.response_id.clone();
+    store.add(next, 0);
+    h.exports.wake.notify_one();
+    until("the next job succeeded", || {
+        store.job(&next_id).state == JobState::Succeeded
+    })
+    .await;
+    h.stop(workers).await;
+    assert_eq!(store.job(&id).attempts, 2, "the panic cost one attempt");
+    assert_eq!(
+        &store.calls()[..3],
+        ["claim", "release", "claim"],
+        "released after the panic, then claimed again"
+    );
     assert!(!h.work_file(&id).exists());
 }
 
