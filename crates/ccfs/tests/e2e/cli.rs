@@ -11,10 +11,8 @@ use ccfs_server::Config;
 use futures::TryStreamExt;
 use serde_json::Value;
 
-mod common;
-
-use common::cli_env::Env;
-use common::BIN;
+use crate::harness::cli_env::Env;
+use crate::harness::BIN;
 
 /// What these tests add to the shared test environment.
 trait CliEnv {

@@ -5,15 +5,13 @@
 //! `blob_url` it cannot open. A `serve` that cannot start leaves nothing behind. Also: the
 //! RFC 3339 `--begin`/`--end` the client accepts, converted with `--timezone`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 
 const AK: &str = "0123456789abcdef0123456789abcdef";

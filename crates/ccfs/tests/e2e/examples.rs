@@ -5,14 +5,12 @@
 //!
 //! An example whose interpreter is not installed is skipped with a message, not failed.
 
-mod common;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 
 const BEGIN: &str = "2024-05-01 00:00:00";

@@ -1,7 +1,7 @@
 //! The black-box end-to-end harness: the real `ccfs` binary, real HTTPS, real callbacks.
 //!
-//! Shared by several test files (`mod common;`); keep the API stable. Everything talks to the
-//! server the way a client on another machine would: no server library calls.
+//! Shared by every test module (`use crate::harness::*;`). Everything talks to the server the
+//! way a client on another machine would: no server library calls.
 //!
 //! - [`TestServer`] runs `ccfs serve` on `127.0.0.1:0` with a fresh data directory and trusts
 //!   its self-signed certificate; it can be restarted on the same data directory, killed
