@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::cli_env::Env;
+use crate::harness::Env;
 
 /// What these tests add to the shared test environment.
 trait SimEnv {
