@@ -11,10 +11,8 @@ use ccfs_server::Config;
 use futures::TryStreamExt;
 use serde_json::Value;
 
-mod common;
-
-use common::cli_env::Env;
-use common::BIN;
+use crate::harness::ccfs_command;
+use crate::harness::Env;
 
 /// What these tests add to the shared test environment.
 trait CliEnv {
@@ -578,13 +576,7 @@ fn serve_applies_its_flags_and_stops_on_sigterm() {
     let env = Env::new();
     let data = env.dir.path().join("served");
     let data_arg = data.to_string_lossy().into_owned();
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CCFS_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
+    let mut child = ccfs_command()
         .args([
             "serve",
             "--listen",

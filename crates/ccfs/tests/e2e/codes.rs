@@ -3,9 +3,7 @@
 //! resultCode, resultDesc, resultData "", the legacy `response` copy), and the order in which
 //! the checks run.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 
 const VALID_BEGIN: &str = "2024-05-01 00:00:00";

@@ -2,11 +2,9 @@
 //! the import interface, generate, receive the signed callback, query the status, download
 //! and unzip, and compare every CSV row with what was imported (SPEC sections 4–6, 8, 9).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 

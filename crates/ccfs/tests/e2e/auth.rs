@@ -4,10 +4,8 @@
 //! clients use (both timestamp forms, `host` alone or `content-length;content-type;host`, the
 //! Content-Type spellings) are accepted.
 
-mod common;
-
+use crate::harness::*;
 use ccfs_protocol::auth::{self, AuthError, RequestParts};
-use common::*;
 use serde_json::{json, Value};
 
 /// A response id no job has: a status query for it passes authentication and answers 0300011.

@@ -2,28 +2,21 @@
 //! with itself and with the files it leaves behind.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ccfs");
+use crate::harness::{ccfs_command, sha256_hex};
 
 /// Runs `ccfs demo` with `args`, temporary files under `tmp`, and a `CCFS_DATA_DIR` the demo
 /// must ignore.
 fn demo(tmp: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CCFS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("demo")
+    ccfs_command()
+        .arg("demo")
         .args(args)
         .current_dir(tmp)
         .env("TMPDIR", tmp)
         .env("CCFS_DATA_DIR", tmp.join("configured-store"))
-        .env_remove("RUST_LOG")
         .output()
         .expect("run ccfs demo")
 }
@@ -100,7 +93,7 @@ fn the_demo_succeeds_and_its_summary_holds() {
     );
     let zip = std::fs::read(s(&v, "filePath")).expect("the downloaded zip");
     assert_eq!(zip.len() as u64, u(&v, "fileSize"));
-    assert_eq!(hex::encode(Sha256::digest(&zip)), s(&v, "sha256"));
+    assert_eq!(sha256_hex(&zip), s(&v, "sha256"));
     let csv = v["csvFiles"].as_array().expect("csvFiles");
     assert_eq!(csv.len(), 1);
     let csv_text = std::fs::read_to_string(csv[0].as_str().expect("path")).expect("the CSV");

@@ -5,14 +5,12 @@
 //!
 //! An example whose interpreter is not installed is skipped with a message, not failed.
 
-mod common;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 
 const BEGIN: &str = "2024-05-01 00:00:00";
@@ -167,12 +165,8 @@ impl Setup {
     async fn run(&self, program: &str, args: &[&str], sk: &str) -> Run {
         let logs = tempfile::tempdir().expect("log dir");
         let mut cmd = Command::new(program);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CCFS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args)
+        scrub_env(&mut cmd)
+            .args(args)
             .current_dir(root())
             .env("CCFS_SERVER", format!("https://{}", self.server.host()))
             .env("CCFS_AK", &self.app.app_id)

@@ -3,16 +3,14 @@
 //! errors, and `receive`: a genuine callback from the server is verified and its file
 //! downloaded; forged, replayed, tampered and foreign callbacks are refused with 401.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::harness::*;
 use ccfs_protocol::auth::{format_timestamp, sign, RequestParts};
-use common::*;
 use serde_json::{json, Value};
 
 const DAY_BEGIN: &str = "2024-05-01 00:00:00";

@@ -6,14 +6,12 @@
 //! Leases are short (`CCFS_JOB_LEASE_SECS=2`) so that a dead worker's job is taken over
 //! quickly, and callback retries are fast (1 s backoff, 2 s time limit).
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 
 /// The generate window every test uses; all records lie inside it.
@@ -414,7 +412,7 @@ async fn assert_head_downloadable(c: &Client, name: &str, what: &str) {
 /// A callback that keeps failing survives a SIGKILL: its attempts are kept, retries go on
 /// after the restart, each freshly signed, and it is delivered once the receiver recovers. The
 /// file stays downloadable all along; it is downloaded whole only at the end, since a whole
-/// download by its owner stops (supersedes) the callback, which `e2e_export` tests.
+/// download by its owner stops (supersedes) the callback, which the `export` tests check.
 #[tokio::test]
 async fn killed_while_the_callback_is_failing() {
     let config = ConfigFile::new(1);

@@ -5,15 +5,13 @@
 //! `blob_url` it cannot open. A `serve` that cannot start leaves nothing behind. Also: the
 //! RFC 3339 `--begin`/`--end` the client accepts, converted with `--timezone`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 
 const AK: &str = "0123456789abcdef0123456789abcdef";
@@ -22,14 +20,8 @@ const ID: &str = "fedcba9876543210fedcba9876543210";
 /// `ccfs ARGS` in `cwd` with only the `CCFS_*` variables given; killed and failed after a
 /// minute, so a `serve` that starts when it should not cannot hang the test.
 fn ccfs_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CCFS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .envs(env.iter().copied())
+    let mut cmd = ccfs_command();
+    cmd.envs(env.iter().copied())
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())

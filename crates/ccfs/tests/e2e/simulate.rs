@@ -6,9 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-mod common;
-
-use common::cli_env::Env;
+use crate::harness::Env;
 
 /// What these tests add to the shared test environment.
 trait SimEnv {

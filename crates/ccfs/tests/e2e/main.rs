@@ -1,0 +1,22 @@
+//! The end-to-end tests of `ccfs`: one test binary, so the whole server is linked once.
+//!
+//! Each module is one subject, and a test's name starts with it (`cargo test -p ccfs auth::`).
+//! They all drive the real `ccfs` binary through the shared [`harness`].
+
+mod harness;
+
+// The wire protocol against the real `ccfs serve`.
+mod auth;
+mod codes;
+mod durability;
+mod export;
+
+// The `ccfs` command.
+mod cli;
+mod cli_client;
+mod demo;
+mod errors;
+mod simulate;
+
+// The client examples under `examples/`, in their own languages.
+mod examples;
