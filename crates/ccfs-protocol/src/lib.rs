@@ -38,9 +38,6 @@ pub use time::LocalWindow;
 /// The only protocol version the CC-FS interfaces accept.
 pub const VERSION: &str = "2.0";
 
-/// Path prefix of every CC-FS interface.
-pub const PATH_PREFIX: &str = "/CCFS/resource/ccfs/";
-
 /// Interface paths.
 pub mod paths {
     pub const GENERATE: &str = "/CCFS/resource/ccfs/queryAgentOprInfoData";
