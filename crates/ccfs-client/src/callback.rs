@@ -85,13 +85,13 @@ impl CallbackVerifier {
     ///
     /// ```
     /// use ccfs_client::{CallbackVerifier, VerifyError};
-    /// use ccfs_protocol::auth::{format_timestamp, sign, RequestParts};
+    /// use ccfs_protocol::auth::{format_timestamp, sign, Precision, RequestParts};
     ///
     /// let (ak, sk) = ("0123456789abcdef0123456789abcdef", "the secret key");
     /// let body = br#"{"request":{"version":"2.0"},"msgBody":{"responseId":"0123456789abcdef0123456789abcdef","agentOprInfoFileName":"20240501_0123456789abcdef0123456789abcdef.zip"}}"#;
     /// let parts = RequestParts { method: "POST", path: "/cb", query: None, body };
     /// // What the server does:
-    /// let auth = sign(ak, sk, &format_timestamp(jiff::Timestamp::now(), true), &parts,
+    /// let auth = sign(ak, sk, &format_timestamp(jiff::Timestamp::now(), Precision::Millis), &parts,
     ///                 &[("host", "receiver.example.com")]);
     /// let headers = |name: &str| match name {
     ///     "authorization" => Some(auth.clone()),
@@ -207,7 +207,7 @@ fn parse_body(body: &[u8]) -> Result<CallbackBody, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccfs_protocol::auth::{format_timestamp, sign};
+    use ccfs_protocol::auth::{format_timestamp, sign, Precision};
 
     const AK: &str = "0123456789abcdef0123456789abcdef";
     const SK: &str = "secret";
@@ -223,7 +223,13 @@ mod tests {
     }
 
     fn signed(ak: &str, sk: &str, at: Timestamp, headers: &[(&str, &str)]) -> String {
-        sign(ak, sk, &format_timestamp(at, true), &parts(BODY), headers)
+        sign(
+            ak,
+            sk,
+            &format_timestamp(at, Precision::Millis),
+            &parts(BODY),
+            headers,
+        )
     }
 
     fn lookup(auth: String) -> impl Fn(&str) -> Option<String> {
@@ -304,7 +310,7 @@ mod tests {
         let auth = sign(
             AK,
             SK,
-            &format_timestamp(Timestamp::now(), true),
+            &format_timestamp(Timestamp::now(), Precision::Millis),
             &parts(bad),
             &[("host", "h")],
         );

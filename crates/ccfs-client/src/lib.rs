@@ -74,5 +74,6 @@ pub use client::{Client, ClientBuilder};
 pub use download::{Downloaded, Progress};
 pub use error::{Error, Result};
 
+pub use ccfs_protocol::auth::SignedHeaders;
 pub use ccfs_protocol::messages::{CallbackBody, GenerateBody, ImportData, OnConflict, StatusData};
 pub use ccfs_protocol::{ResponseId, ResultCode, ZipFileName};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ccfs_client::{CallbackVerifier, Client, Error, OnConflict, ResultCode, VerifyError};
-use ccfs_protocol::auth::{format_timestamp, sign, AuthError, RequestParts};
+use ccfs_protocol::auth::{format_timestamp, sign, AuthError, Precision, RequestParts};
 use ccfs_protocol::messages::GenerateBody;
 use ccfs_protocol::{ResponseId, ZipFileName};
 use ccfs_server::model::Role;
@@ -195,7 +195,7 @@ async fn every_call_over_https() {
     let host_only = Client::builder(env.server.base_url())
         .credentials(&env.export_ak, &env.export_sk)
         .ca_cert_pem(&env.cert)
-        .sign_host_only(true)
+        .signed_headers(ccfs_client::SignedHeaders::HostOnly)
         .build()
         .expect("client");
     assert_eq!(
@@ -625,7 +625,7 @@ async fn verifier_accepts_the_servers_callback_and_refuses_the_rest() {
     let forged = sign(
         &env.export_ak,
         "a guess",
-        &format_timestamp(jiff::Timestamp::now(), true),
+        &format_timestamp(jiff::Timestamp::now(), Precision::Millis),
         &cb.parts(),
         &[("host", &host)],
     );

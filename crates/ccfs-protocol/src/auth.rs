@@ -82,13 +82,31 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
     s.parse().ok()
 }
 
-/// Formats `ts` as an auth-v2 timestamp, with or without milliseconds.
-pub fn format_timestamp(ts: Timestamp, millis: bool) -> String {
-    if millis {
-        ts.strftime("%Y-%m-%dT%H:%M:%S.%3fZ").to_string()
-    } else {
-        ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// How finely an auth-v2 timestamp is written: the SPEC accepts both shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// `yyyy-MM-ddTHH:mm:ssZ`, the only shape public Java signers can write.
+    Seconds,
+    /// `yyyy-MM-ddTHH:mm:ss.SSSZ`, so that requests within one second sign differently.
+    Millis,
+}
+
+/// Formats `ts` as an auth-v2 timestamp at `precision`.
+pub fn format_timestamp(ts: Timestamp, precision: Precision) -> String {
+    match precision {
+        Precision::Millis => ts.strftime("%Y-%m-%dT%H:%M:%S.%3fZ").to_string(),
+        Precision::Seconds => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     }
+}
+
+/// The `Host` header a client sends to `url`: the host, and the port when it is not the
+/// scheme's default. `None` for a URL without a host.
+pub fn host_header(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
 }
 
 /// Refuses a timestamp further than `window` from `now`, either way.
@@ -354,6 +372,62 @@ pub fn sign(
     sign_in(QueryLine::OmittedWhenEmpty, ak, sk, timestamp, req, headers)
 }
 
+/// Which headers a JSON `POST` signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedHeaders {
+    /// `content-length;content-type;host`, as the official examples and the server's
+    /// callbacks sign.
+    ContentAndHost,
+    /// `host` only, as public Java clients sign.
+    HostOnly,
+}
+
+/// A JSON `POST` as it goes on the wire: what [`sign_json_post`] covers.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonPost<'a> {
+    /// The path as sent, without the query.
+    pub path: &'a str,
+    /// The raw query string as sent, without `?`.
+    pub query: Option<&'a str>,
+    /// The `Host` header value sent (see [`host_header`]).
+    pub host: &'a str,
+    /// The exact body bytes.
+    pub body: &'a [u8],
+}
+
+/// The `Authorization` value of a JSON `POST` (`Content-Type` [`crate::JSON_CONTENT_TYPE`],
+/// `Content-Length` the body's length), signing `headers`. The one signer of both the client's
+/// requests and the server's callbacks.
+pub fn sign_json_post(
+    ak: &str,
+    sk: &str,
+    timestamp: &str,
+    post: &JsonPost<'_>,
+    headers: SignedHeaders,
+) -> String {
+    let parts = RequestParts {
+        method: "POST",
+        path: post.path,
+        query: post.query,
+        body: post.body,
+    };
+    let length = post.body.len().to_string();
+    match headers {
+        SignedHeaders::ContentAndHost => sign(
+            ak,
+            sk,
+            timestamp,
+            &parts,
+            &[
+                ("content-length", &length),
+                ("content-type", crate::JSON_CONTENT_TYPE),
+                ("host", post.host),
+            ],
+        ),
+        SignedHeaders::HostOnly => sign(ak, sk, timestamp, &parts, &[("host", post.host)]),
+    }
+}
+
 /// As [`sign`], writing the query line as `form` says (for clients that must imitate a port).
 pub fn sign_in(
     form: QueryLine,
@@ -436,6 +510,46 @@ mod tests {
         );
         let auth = sign(AK, SK, ts, &post(), &[("host", HOST)]);
         assert_eq!(auth, "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724");
+    }
+
+    /// The JSON `POST` signer both sides use gives the official vectors.
+    #[test]
+    fn json_posts_sign_the_official_vectors() {
+        let json = JsonPost {
+            path: PATH,
+            query: None,
+            host: HOST,
+            body: BODY.as_bytes(),
+        };
+        let full = sign_json_post(
+            AK,
+            SK,
+            "2021-08-31T09:38:50.872Z",
+            &json,
+            SignedHeaders::ContentAndHost,
+        );
+        assert_eq!(full, "auth-v2/globalaktest/2021-08-31T09:38:50.872Z/content-length;content-type;host/0dced0b657b515e45538b8f6815a609265142fde2924e90f94c281b919924771");
+        let host_only = sign_json_post(
+            AK,
+            SK,
+            "2021-08-31T09:38:50Z",
+            &json,
+            SignedHeaders::HostOnly,
+        );
+        assert_eq!(host_only, "auth-v2/globalaktest/2021-08-31T09:38:50Z/host/4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724");
+    }
+
+    #[test]
+    fn host_headers_name_the_port_only_when_not_the_default() {
+        let h = |u: &str| host_header(&url::Url::parse(u).unwrap());
+        assert_eq!(h("https://example.com/x").as_deref(), Some("example.com"));
+        assert_eq!(h("http://example.com:80/x").as_deref(), Some("example.com"));
+        assert_eq!(
+            h("https://lb.example.com:8443/p/").as_deref(),
+            Some("lb.example.com:8443")
+        );
+        assert_eq!(h("http://[::1]:9/").as_deref(), Some("[::1]:9"));
+        assert_eq!(h("unix:/run/x.sock"), None);
     }
 
     #[test]
@@ -565,8 +679,14 @@ mod tests {
         assert!(parse_timestamp("2021-08-31T09:38:50+00:00").is_none());
         assert!(parse_timestamp("2021-13-31T09:38:50Z").is_none());
         let ts = parse_timestamp("2021-08-31T09:38:50.872Z").unwrap();
-        assert_eq!(format_timestamp(ts, true), "2021-08-31T09:38:50.872Z");
-        assert_eq!(format_timestamp(ts, false), "2021-08-31T09:38:50Z");
+        assert_eq!(
+            format_timestamp(ts, Precision::Millis),
+            "2021-08-31T09:38:50.872Z"
+        );
+        assert_eq!(
+            format_timestamp(ts, Precision::Seconds),
+            "2021-08-31T09:38:50Z"
+        );
         let w = SignedDuration::from_mins(15);
         assert!(check_clock(ts, ts + SignedDuration::from_mins(14), w).is_ok());
         assert!(check_clock(ts, ts - SignedDuration::from_mins(16), w).is_err());

@@ -34,11 +34,7 @@ impl CallbackUrl {
     /// The `Host` header a client sends to this URL: the host, and the port when it is not the
     /// scheme's default. Never fails, since the URL has a host.
     pub fn host_header(&self) -> String {
-        let host = self.0.host_str().unwrap_or_default();
-        match self.0.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        }
+        crate::auth::host_header(&self.0).unwrap_or_default()
     }
 }
 

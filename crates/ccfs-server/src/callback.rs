@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ccfs_protocol::auth::{format_timestamp, sign, RequestParts};
+use ccfs_protocol::auth::{format_timestamp, sign_json_post, JsonPost, Precision, SignedHeaders};
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
@@ -21,8 +21,9 @@ use crate::isolate::isolated;
 use crate::model::{Attempt, Callback};
 use crate::state::AppState;
 
-/// Callbacks claimed per round, and delivered at once.
+/// Callbacks claimed per round.
 const BATCH: u32 = 32;
+/// Attempts in flight at once.
 const PARALLEL: usize = 8;
 /// Longest sleep between looks at the outbox when nothing is due (other nodes may add rows).
 const IDLE: Duration = Duration::from_secs(5);
@@ -76,14 +77,15 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let delivered = match round(&state, &client).await {
+            let claimed = match round(&state, &client).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!("callback outbox: {e}");
                     0
                 }
             };
-            if delivered as u32 == BATCH {
+            // A full batch means more may be due at once; fewer, that the outbox is drained.
+            if claimed as u32 == BATCH {
                 continue;
             }
             let wait = match state.store.next_callback_at().await {
@@ -172,31 +174,23 @@ async fn deliver(state: &AppState, client: &reqwest::Client, cb: &Callback) -> R
         .into_iter()
         .next()
         .ok_or("the developer has no secret")?;
-    let body = cb.body.as_bytes();
-    let length = body.len().to_string();
-    let content_type = ccfs_protocol::JSON_CONTENT_TYPE;
-    let parts = RequestParts {
-        method: "POST",
-        path: url.path(),
-        query: url.query(),
-        body,
-    };
-    let authorization = sign(
+    let authorization = sign_json_post(
         dev.app_id.as_str(),
         &secret,
         // Seconds, not milliseconds: the public Java signers a receiver verifies with can only
         // write `yyyy-MM-ddTHH:mm:ssZ` (SPEC section 6).
-        &format_timestamp(Timestamp::now(), false),
-        &parts,
-        &[
-            ("content-length", &length),
-            ("content-type", content_type),
-            ("host", &host),
-        ],
+        &format_timestamp(Timestamp::now(), Precision::Seconds),
+        &JsonPost {
+            path: url.path(),
+            query: url.query(),
+            host: &host,
+            body: cb.body.as_bytes(),
+        },
+        SignedHeaders::ContentAndHost,
     );
     let response = client
         .post(url.clone())
-        .header("content-type", content_type)
+        .header("content-type", ccfs_protocol::JSON_CONTENT_TYPE)
         .header("authorization", authorization)
         .body(cb.body.clone())
         .send()

@@ -5,7 +5,7 @@
 //! Content-Type spellings) are accepted.
 
 use crate::harness::*;
-use ccfs_protocol::auth::{self, AuthError, RequestParts};
+use ccfs_protocol::auth::{self, AuthError, Precision, RequestParts};
 use serde_json::{json, Value};
 
 /// A response id no job has: a status query for it passes authentication and answers 0300011.
@@ -121,7 +121,7 @@ async fn wrong_secret_is_a_signature_mismatch_and_leaks_nothing() {
     let server = server();
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    let ts = auth::format_timestamp(fresh_millis(), true);
+    let ts = auth::format_timestamp(fresh_millis(), Precision::Millis);
 
     let r = probe(&c, &Opts::new().timestamp(&ts).wrong_secret()).await;
 
@@ -223,14 +223,14 @@ async fn timestamps_outside_the_window_are_refused_both_ways() {
     let server = server();
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    for (offset, millis) in [
-        (-16 * 60, true),
-        (-16 * 60, false),
-        (16 * 60, true),
-        (16 * 60, false),
-        (-86_400 * 365, true),
+    for (offset, precision) in [
+        (-16 * 60, Precision::Millis),
+        (-16 * 60, Precision::Seconds),
+        (16 * 60, Precision::Millis),
+        (16 * 60, Precision::Seconds),
+        (-86_400 * 365, Precision::Millis),
     ] {
-        let ts = auth::format_timestamp(now_offset(offset), millis);
+        let ts = auth::format_timestamp(now_offset(offset), precision);
         let r = probe(&c, &Opts::new().timestamp(&ts)).await;
         assert_refused(
             &r,
@@ -241,7 +241,7 @@ async fn timestamps_outside_the_window_are_refused_both_ways() {
     }
     // Inside the window, both ways, is accepted.
     for offset in [-14 * 60, 14 * 60] {
-        let ts = auth::format_timestamp(now_offset(offset), true);
+        let ts = auth::format_timestamp(now_offset(offset), Precision::Millis);
         assert_accepted(
             &probe(&c, &Opts::new().timestamp(&ts)).await,
             &format!("timestamp {ts}"),
@@ -258,8 +258,8 @@ async fn the_same_signed_request_twice_is_a_retry_of_one_request() {
     let receiver = Receiver::start().await;
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    for millis in [false, true] {
-        let ts = auth::format_timestamp(fresh_millis(), millis);
+    for precision in [Precision::Seconds, Precision::Millis] {
+        let ts = auth::format_timestamp(fresh_millis(), precision);
         let opts = Opts::new().host_only().timestamp(&ts);
         let first = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
         assert_generated(&first, &format!("first send, {ts}"));
@@ -283,7 +283,7 @@ async fn the_same_signed_request_twice_is_a_retry_of_one_request() {
     // Download: the same signed request twice gets the file twice.
     let done = c.wait_state(&id, "succeeded", LONG).await;
     let name = done["agentOprInfoFileName"].as_str().expect("name");
-    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), false));
+    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), Precision::Seconds));
     let one = c.download_with(name, &opts).await;
     let two = c.download_with(name, &opts).await;
     for r in [&one, &two] {
@@ -304,7 +304,7 @@ async fn with_replay_off_an_identical_generate_is_a_new_job() {
     let receiver = Receiver::start().await;
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), false));
+    let opts = Opts::new().timestamp(&auth::format_timestamp(fresh_millis(), Precision::Seconds));
     let first = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
     let again = c.call_with(GENERATE, generate_body(&receiver), &opts).await;
     assert_generated(&first, "first");
@@ -321,8 +321,8 @@ async fn with_replay_refuse_the_same_signed_request_twice_is_a_replay() {
     let server = TestServer::start(&[("CCFS_MAX_ACTIVE_JOBS", "1000"), ("CCFS_REPLAY", "refuse")]);
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    for millis in [true, false] {
-        let ts = auth::format_timestamp(fresh_millis(), millis);
+    for precision in [Precision::Millis, Precision::Seconds] {
+        let ts = auth::format_timestamp(fresh_millis(), precision);
         let opts = Opts::new().timestamp(&ts);
         assert_accepted(&probe(&c, &opts).await, &format!("first send, {ts}"));
         let r = probe(&c, &opts).await;
@@ -344,7 +344,7 @@ async fn with_replay_refuse_the_same_signed_request_twice_is_a_replay() {
     }
     // A request that passed authentication but that its handler refused (a bad body) has used
     // its signature all the same.
-    let ts = auth::format_timestamp(fresh_millis(), true);
+    let ts = auth::format_timestamp(fresh_millis(), Precision::Millis);
     let opts = Opts::new().timestamp(&ts);
     let bad = c.post_raw(STATUS, b"not json", &opts).await;
     assert_eq!(bad.status, StatusCode::OK, "{}", bad.text());
@@ -480,7 +480,7 @@ async fn tampered_path_after_signing() {
     let v = auth::sign(
         &app.app_id,
         &app.secret,
-        &auth::format_timestamp(fresh_millis(), true),
+        &auth::format_timestamp(fresh_millis(), Precision::Millis),
         &parts,
         &[("host", &host)],
     );
@@ -558,7 +558,7 @@ async fn malformed_authorization_values() {
     let server = server();
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
-    let ts = auth::format_timestamp(fresh_millis(), true);
+    let ts = auth::format_timestamp(fresh_millis(), Precision::Millis);
     let sig = "4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724";
     let ak = &app.app_id;
     let bad = [
@@ -750,7 +750,7 @@ async fn probe_forwarded(c: &Client, signed_host: &str, forwarded: &str) -> Resp
     let v = auth::sign(
         &c.app.app_id,
         &c.app.secret,
-        &auth::format_timestamp(fresh_millis(), true),
+        &auth::format_timestamp(fresh_millis(), Precision::Millis),
         &parts,
         &[("host", signed_host)],
     );

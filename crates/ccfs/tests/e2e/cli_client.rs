@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::harness::*;
-use ccfs_protocol::auth::{format_timestamp, sign, RequestParts};
+use ccfs_protocol::auth::{format_timestamp, sign, Precision, RequestParts};
 use serde_json::{json, Value};
 
 const DAY_BEGIN: &str = "2024-05-01 00:00:00";
@@ -536,7 +536,7 @@ fn sign_callback(ak: &str, sk: &str, host: &str, path: &str, body: &[u8]) -> Str
     sign(
         ak,
         sk,
-        &format_timestamp(fresh_millis(), true),
+        &format_timestamp(fresh_millis(), Precision::Millis),
         &RequestParts {
             method: "POST",
             path,

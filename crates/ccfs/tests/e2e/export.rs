@@ -198,7 +198,10 @@ fn check_callback(cb: &ReceivedCallback, app: &App, path: &str, query: Option<&s
 fn assert_java_signer_rebuilds(cb: &ReceivedCallback, app: &App) {
     let value = cb.header("authorization").expect("callback Authorization");
     let parsed = ccfs_protocol::auth::AuthHeader::parse(value).expect("auth-v2 header");
-    let rebuilt = ccfs_protocol::auth::format_timestamp(parsed.time(), false);
+    let rebuilt = ccfs_protocol::auth::format_timestamp(
+        parsed.time(),
+        ccfs_protocol::auth::Precision::Seconds,
+    );
     let parts = ccfs_protocol::auth::RequestParts {
         method: &cb.method,
         path: &cb.path,

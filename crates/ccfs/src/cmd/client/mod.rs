@@ -55,7 +55,11 @@ fn client(conn: &ConnArgs) -> anyhow::Result<Client> {
     let mut builder = Client::builder(conn.server.clone())
         .credentials(ak, sk)
         .insecure(conn.insecure)
-        .sign_host_only(conn.sign_host_only);
+        .signed_headers(if conn.sign_host_only {
+            ccfs_client::SignedHeaders::HostOnly
+        } else {
+            ccfs_client::SignedHeaders::ContentAndHost
+        });
     if let Some(path) = &conn.ca_cert {
         let pem = std::fs::read(path)
             .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccfs_protocol::auth::{self, RequestParts};
+use ccfs_protocol::auth::{self, Precision, RequestParts};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -345,8 +345,8 @@ impl Client {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let timestamp = match &opts.stamp {
-            Stamp::Millis => auth::format_timestamp(fresh_millis(), true),
-            Stamp::Seconds => auth::format_timestamp(jiff::Timestamp::now(), false),
+            Stamp::Millis => auth::format_timestamp(fresh_millis(), Precision::Millis),
+            Stamp::Seconds => auth::format_timestamp(jiff::Timestamp::now(), Precision::Seconds),
             Stamp::Given(s) => s.clone(),
         };
         let parts = RequestParts {
