@@ -128,7 +128,7 @@ pub async fn build_zip_until(
         Ok(()) | Err(FeedStop::WriterGone) => written,
     };
     if result.is_err() {
-        remove_quietly(path);
+        crate::files::remove_quietly(path);
     }
     result
 }
@@ -269,14 +269,6 @@ fn zip_time(stamp: civil::DateTime) -> zip::DateTime {
             .ok()
         })
         .unwrap_or_default()
-}
-
-fn remove_quietly(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial export file");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ use ccfs_protocol::auth::RequestParts;
 use ccfs_protocol::record::{csv_reader, COLUMNS};
 use ccfs_protocol::Record;
 use ccfs_server::model::Role;
-use ccfs_server::tenants::NewApp;
-use ccfs_server::{Config, RunningServer};
+use ccfs_server::{Config, NewApp, RunningServer};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -131,7 +130,7 @@ async fn flow(
     steps: &mut Steps,
 ) -> anyhow::Result<Report> {
     let t = Instant::now();
-    let tenants = &server.state.tenants;
+    let tenants = server.tenants();
     let (export_app, export_sk) = tenants
         .create(NewApp {
             name: "Demo contact center".into(),
