@@ -12,8 +12,7 @@ use ccfs_protocol::auth::{format_timestamp, sign, AuthError, Precision, RequestP
 use ccfs_protocol::messages::GenerateBody;
 use ccfs_protocol::{ResponseId, ZipFileName};
 use ccfs_server::model::Role;
-use ccfs_server::tenants::NewApp;
-use ccfs_server::{Config, RunningServer};
+use ccfs_server::{Config, NewApp, RunningServer};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -40,7 +39,7 @@ impl Env {
         };
         let server = RunningServer::start(config).await.expect("server starts");
         let cert = std::fs::read(dir.path().join("tls/cert.pem")).expect("self-signed cert");
-        let tenants = &server.state.tenants;
+        let tenants = server.tenants();
         let (export, export_sk) = tenants
             .create(NewApp {
                 name: "exporter".into(),

@@ -19,11 +19,8 @@ use std::error::Error;
 use std::time::Instant;
 
 use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
-use ccfs_server::blobs::{Blobs, Stored};
-use ccfs_server::config::Config;
-use ccfs_server::export::{build_zip, Built, ZipSettings};
 use ccfs_server::model::{Developer, RecordQuery, Role, TimeZoneName};
-use ccfs_server::store::{OnConflict, Store};
+use ccfs_server::{build_zip, Blobs, Built, Config, OnConflict, Store, Stored, ZipSettings};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -253,7 +250,7 @@ async fn child(data_dir: &str) -> Result<(), Box<dyn Error>> {
         data_dir: data_dir.into(),
         ..Config::default()
     };
-    let store = ccfs_server::store::open(&config.database_url()).await?;
+    let store = ccfs_server::open_store(&config.database_url()).await?;
     let (built, _, build, upload) = export_once(store.as_ref(), &config).await?;
     let json = serde_json::json!({
         "records": built.record_count,
@@ -298,7 +295,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    let store = ccfs_server::store::open(&config.database_url()).await?;
+    let store = ccfs_server::open_store(&config.database_url()).await?;
     let app_id = AppId::parse(APP_ID).ok_or("bad app id")?;
     store
         .insert_developer(&Developer {

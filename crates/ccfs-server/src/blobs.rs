@@ -21,6 +21,9 @@ use crate::config::Config;
 /// An error of the file store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
+    /// No file is stored under this name.
+    #[error("file store: {0} is not stored")]
+    NotFound(ZipFileName),
     #[error("file store: {0}")]
     Store(#[from] object_store::Error),
     #[error("file store: {0}")]
@@ -92,7 +95,8 @@ impl Blobs {
         })
     }
 
-    /// Streams a stored file, or the byte range of it.
+    /// Streams a stored file, or the byte range of it; [`BlobError::NotFound`] when no file is
+    /// stored under `name`.
     pub async fn get(
         &self,
         name: &ZipFileName,
@@ -102,17 +106,14 @@ impl Blobs {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let result = self.store.get_opts(&Self::key(name), options).await?;
+        let result = match self.store.get_opts(&Self::key(name), options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(BlobError::NotFound(name.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(result.into_stream().map_err(BlobError::from).boxed())
-    }
-
-    /// Whether a file is stored, and its size.
-    pub async fn size(&self, name: &ZipFileName) -> Result<Option<u64>, BlobError> {
-        match self.store.head(&Self::key(name)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Deletes a file; a file already gone is not an error.
@@ -147,7 +148,14 @@ mod tests {
         let stored = blobs.put_file(&name, &src).await.unwrap();
         assert_eq!(stored.size, data.len() as u64);
         assert_eq!(stored.sha256, hex::encode(Sha256::digest(&data)));
-        assert_eq!(blobs.size(&name).await.unwrap(), Some(data.len() as u64));
+        let whole: Vec<Bytes> = blobs
+            .get(&name, None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(whole.concat(), data);
         let part: Vec<Bytes> = blobs
             .get(&name, Some(10..20))
             .await
@@ -158,6 +166,9 @@ mod tests {
         assert_eq!(part.concat(), data[10..20]);
         blobs.delete(&name).await.unwrap();
         blobs.delete(&name).await.unwrap();
-        assert_eq!(blobs.size(&name).await.unwrap(), None);
+        assert!(matches!(
+            blobs.get(&name, None).await,
+            Err(BlobError::NotFound(n)) if n == name
+        ));
     }
 }

@@ -61,7 +61,7 @@ impl Ingest {
         raw.validate(&tz).map_err(IngestError::Field)
     }
 
-    /// Stores checked records in one transaction (see [`crate::store::Records::insert_records`]).
+    /// Stores checked records in one transaction (see `Store::insert_records`).
     pub async fn insert(
         &self,
         records: &[Record],
@@ -70,7 +70,7 @@ impl Ingest {
         self.store.insert_records(records, on_conflict).await
     }
 
-    /// What [`Ingest::insert`] would do now, storing nothing (see [`crate::store::Records::check_records`]).
+    /// What [`Ingest::insert`] would do now, storing nothing (see `Store::check_records`).
     pub async fn check_stored(
         &self,
         records: &[Record],

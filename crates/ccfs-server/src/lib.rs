@@ -3,41 +3,63 @@
 //! A tour, in the order a request meets them:
 //!
 //! - [`config`] — one typed configuration: defaults ← TOML file ← `CCFS_*` environment.
-//! - [`urls`] — `database_url` and `blob_url`, read into what this server can open.
-//! - [`server`] — starts everything: store, file store, TLS listener, background loops; stops it
-//!   all cleanly on a shutdown signal.
-//! - [`tls`] — the certificate: the configured one, or a self-signed one made on first start.
-//! - [`http`] — the axum routes, one file per interface; the auth extractor that yields the
+//! - `urls` — `database_url` and `blob_url`, read into what this server can open.
+//! - `server` — starts everything: store, file store, TLS listener, background loops; stops it
+//!   all cleanly when told to ([`RunningServer::shutdown`]).
+//! - `tls` — the certificate: the configured one, or a self-signed one made on first start.
+//! - `http` — the axum routes, one file per interface; the auth extractor that yields the
 //!   verified developer; the one error type that renders the SPEC envelope.
-//! - [`tenants`] — developers, their secret keys (sealed with the master key) and roles.
+//! - `tenants` — developers, their secret keys (sealed with the master key) and roles.
 //! - [`model`] — the domain: developers, jobs, callbacks and idempotency keys, as types that
 //!   hold only valid values, and the rules that belong to them.
-//! - [`store`] — the durable state, as one async trait per concern (developers, records, job
-//!   queue, outbox, replay cache) and [`store::Store`] their sum, with its SQLite
-//!   implementation.
-//! - [`blobs`] — the file store for finished zips, behind `object_store`.
-//! - [`export`] — the job runner: claim a job, stream records into CSV parts inside a zip,
+//! - `store` — the durable state, as one async trait per concern (developers, records, job
+//!   queue, outbox, replay cache) and [`Store`] their sum, with its SQLite implementation.
+//! - `blobs` — the file store for finished zips, behind `object_store`.
+//! - `export` — the job runner: claim a job, stream records into CSV parts inside a zip,
 //!   upload, publish, enqueue the callback.
-//! - [`callback`] — the outbox delivery loop: signed POSTs, retried with backoff.
+//! - `callback` — the outbox delivery loop: signed POSTs, retried with backoff.
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
-//! - [`retention`] — deletes expired files and housekeeping rows.
-//! - [`state`] — what every handler and loop shares.
+//! - `retention` — deletes expired files and housekeeping rows.
+//! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
+//! - `state` — what every handler and loop shares.
+//! - `files` — the private key file and the quiet removal of work files.
+//!
+//! # The public surface
+//!
+//! The modules are private; what the `ccfs` command, the benchmarks and the client SDK's tests
+//! use is re-exported below, and nothing else, so the inside can be reshaped freely. Two modules
+//! stay public because their contents are the vocabulary of everything else: [`config`] (a
+//! program builds a [`Config`] field by field, and its URL types come with it) and [`model`]
+//! (the values the store holds and a program reads back: developers, roles, jobs, queries).
+//!
+//! The library never prints and never waits for a signal: a program starts a
+//! [`RunningServer`], says what it wants about it, and calls [`RunningServer::shutdown`] when
+//! it decides to (the `ccfs serve` command does both on SIGTERM or Ctrl-C).
 
-pub mod blobs;
-pub mod callback;
+mod blobs;
+mod callback;
 pub mod config;
-pub mod export;
-pub mod http;
-pub mod ingest;
+mod export;
+mod files;
+mod http;
+mod ingest;
 mod isolate;
 pub mod model;
-pub mod retention;
-pub mod server;
-pub mod state;
-pub mod store;
-pub mod tenants;
-pub mod tls;
-pub mod urls;
+mod retention;
+mod server;
+mod state;
+mod store;
+mod tenants;
+mod tls;
+mod urls;
 
-pub use config::Config;
-pub use server::{run, Core, RunningServer};
+pub use blobs::{BlobError, Blobs, Stored};
+pub use config::{Config, ConfigError};
+pub use export::{build_zip, Built, ZipSettings};
+pub use ingest::{Ingest, IngestError};
+pub use server::{Core, RunningServer, ServerError};
+pub use store::{
+    open as open_store, InsertOutcome, OnConflict, Store, StoreError, MAX_CONFLICTS_LISTED,
+};
+pub use tenants::{NewApp, TenantError, Tenants};
+pub use tls::{TlsError, TlsSetup};

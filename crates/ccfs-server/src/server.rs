@@ -34,8 +34,11 @@ pub enum ServerError {
     Blobs(#[from] crate::blobs::BlobError),
     #[error(transparent)]
     Tenants(#[from] crate::tenants::TenantError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The client callbacks go out with cannot be built (an unreadable `callback_ca_cert`).
     #[error("TLS: {0}")]
-    Tls(String),
+    CallbackClient(#[from] crate::callback::ClientError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The listen address cannot be bound.
@@ -89,7 +92,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 
 /// Creates the data directory when missing and checks that files can be written in it, so
 /// that an unusable one is named as such before anything else is tried.
-pub fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
+fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
     let dir = &config.data_dir;
     let err = |error| ServerError::DataDir {
         path: dir.clone(),
@@ -248,7 +251,7 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// The certificate, unless the server speaks plain HTTP.
     pub tls: Option<TlsSetup>,
-    pub state: Arc<AppState>,
+    state: Arc<AppState>,
     handle: axum_server::Handle,
     shutdown: CancellationToken,
     listener: JoinHandle<std::io::Result<()>>,
@@ -263,8 +266,7 @@ impl RunningServer {
     /// directories) is removed again. What existed before is never touched.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
         let listener = bind(config.listen)?;
-        let callback_client =
-            crate::callback::http_client(&config).map_err(|e| ServerError::Tls(e.to_string()))?;
+        let callback_client = crate::callback::http_client(&config)?;
         let fresh = Fresh::before_start(&config);
         match Self::start_on(config, listener, callback_client).await {
             Ok(running) => Ok(running),
@@ -336,6 +338,16 @@ impl RunningServer {
         })
     }
 
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The developers of this server, to create and manage them in-process.
+    pub fn tenants(&self) -> &Tenants {
+        &self.state.tenants
+    }
+
     /// The base URL clients use, e.g. `https://127.0.0.1:28443`.
     pub fn base_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -359,57 +371,4 @@ impl RunningServer {
         }
         tracing::info!("ccfs stopped");
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
-/// `ccfs serve`: starts the server, prints where it listens (and the certificate it presents),
-/// serves until SIGTERM or Ctrl-C, then stops cleanly.
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let running = RunningServer::start(config).await?;
-    println!(
-        "ccfs {} listening on {}",
-        env!("CARGO_PKG_VERSION"),
-        running.base_url()
-    );
-    if let Some(tls) = &running.tls {
-        let kind = if tls.self_signed { "self-signed " } else { "" };
-        println!(
-            "TLS {kind}certificate: {} (SHA-256 {})",
-            tls.cert_path.display(),
-            tls.fingerprint
-        );
-    } else {
-        println!("plain HTTP: put a TLS-terminating balancer in front of this server");
-    }
-    println!(
-        "data directory: {}",
-        running.state.config.data_dir.display()
-    );
-    shutdown_signal().await;
-    println!("shutting down");
-    running.shutdown().await;
-    Ok(())
 }

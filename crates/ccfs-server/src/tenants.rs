@@ -5,7 +5,6 @@
 //! developer. The plain secret exists only when it is created (shown once) and in memory while a
 //! signature is checked; it is never logged.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -79,13 +78,8 @@ impl MasterKey {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let bytes: [u8; 32] = rand::random();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(err)?;
-        writeln!(file, "{}", hex::encode(bytes)).map_err(err)?;
-        file.sync_all().map_err(err)?;
+        crate::files::write_private(path, format!("{}\n", hex::encode(bytes)).as_bytes())
+            .map_err(err)?;
         Ok(Self::from_bytes(&bytes))
     }
 

@@ -9,7 +9,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::server::ServerError;
+
+/// Why the certificate cannot be made or loaded: the file concerned and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {}: {reason}", .path.display())]
+pub struct TlsError {
+    pub path: PathBuf,
+    pub reason: String,
+}
 
 /// The certificate the server presents.
 #[derive(Debug, Clone)]
@@ -22,8 +29,11 @@ pub struct TlsSetup {
     pub fingerprint: String,
 }
 
-fn tls_err(path: &Path, e: impl std::fmt::Display) -> ServerError {
-    ServerError::Tls(format!("{}: {e}", path.display()))
+fn tls_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 /// SHA-256 fingerprint of a DER certificate, as `AB:CD:…`.
@@ -37,7 +47,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Makes a self-signed certificate for `localhost` and the loopback addresses (plus the listen
 /// address when it is a specific one) and writes it, with its key (mode 0600), into `dir`.
-fn create_self_signed(dir: &Path, config: &Config) -> Result<(), ServerError> {
+fn create_self_signed(dir: &Path, config: &Config) -> Result<(), TlsError> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -48,22 +58,22 @@ fn create_self_signed(dir: &Path, config: &Config) -> Result<(), ServerError> {
         names.push(ip.to_string());
     }
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| tls_err(dir, e))?;
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| tls_err(dir, e))?;
     let key_path = dir.join("key.pem");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(
-        &mut options.open(&key_path)?,
-        certified.key_pair.serialize_pem().as_bytes(),
-    )?;
-    std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;
+    // A key left without its certificate is replaced; the new one is created afresh, 0600.
+    match std::fs::remove_file(&key_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(tls_err(&key_path, e)),
+        _ => {}
+    }
+    crate::files::write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| tls_err(&key_path, e))?;
+    let cert_path = dir.join("cert.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| tls_err(&cert_path, e))?;
     Ok(())
 }
 
 /// Loads the configured certificate, or the self-signed default (made when missing).
-pub fn setup(config: &Config) -> Result<TlsSetup, ServerError> {
+pub fn setup(config: &Config) -> Result<TlsSetup, TlsError> {
     let (cert_path, key_path, self_signed) = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), false),
         _ => {

@@ -3,7 +3,7 @@
 //!
 //! A tour: [`cli`] holds the command line (clap derive); each command lives in a module under
 //! [`cmd`]; [`simulate`] is the agent activity model behind `ccfs simulate` and `ccfs demo`;
-//! [`progress`] draws progress bars on a terminal only. The commands are thin: the work is done
+//! [`progress`] draws progress bars on a terminal only; [`signal`] is what stops `ccfs serve`. The commands are thin: the work is done
 //! by `ccfs-server`, `ccfs-client` and `ccfs-protocol`.
 //!
 //! Errors are printed as `error: …` with their causes and exit with status 1; usage errors are
@@ -12,6 +12,7 @@
 mod cli;
 mod cmd;
 mod progress;
+mod signal;
 mod simulate;
 
 use std::io::IsTerminal;

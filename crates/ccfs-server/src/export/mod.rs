@@ -28,12 +28,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::{BlobError, Blobs, Stored};
 use crate::config::Config;
+use crate::files::remove_quietly;
 use crate::isolate::isolated;
 use crate::model::{Callback, Job, JobOutcome};
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
-pub use archive::{build_zip, build_zip_until, Built, ZipSettings};
+pub use archive::{build_zip, Built, ZipSettings};
 
 /// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
 /// queued by another node do not ring this process's bell).
@@ -217,7 +218,7 @@ where
             Ok(ended) => ended,
             Err(what) => {
                 tracing::error!(job = %id, panic = %what, "export job panicked");
-                remove_quietly(&self.work_file(&id)).await;
+                remove_quietly(&self.work_file(&id));
                 self.failed_attempt(&again, ExportError::Panicked(what))
                     .await
             }
@@ -266,7 +267,7 @@ where
             }
         };
         // Gone already after a successful upload; a partial file after anything else.
-        remove_quietly(&work_file).await;
+        remove_quietly(&work_file);
         let seconds = started.elapsed().as_secs_f64();
 
         let (built, stored) = match result {
@@ -428,15 +429,7 @@ async fn remove_stale_parts(dir: &Path, older_than: Duration) {
             .and_then(|m| now.duration_since(m).ok());
         if meta.is_file() && age.is_some_and(|age| age >= older_than) {
             tracing::info!(path = %path.display(), "removing a stale export work file");
-            remove_quietly(&path).await;
-        }
-    }
-}
-
-async fn remove_quietly(path: &Path) {
-    if let Err(e) = tokio::fs::remove_file(path).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove an export work file");
+            remove_quietly(&path);
         }
     }
 }

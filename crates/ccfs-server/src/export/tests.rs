@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use jiff::{civil, Timestamp};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -634,8 +634,14 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
     assert_eq!(done.attempts, 1);
     let cb = done.callback.unwrap();
     assert!(cb.body.contains(r#""accountId":"acc1""#));
-    assert_eq!(
-        h.exports.blobs.size(&done.job.file_name).await.unwrap(),
-        Some(outcome.file_size)
-    );
+    let stored: Vec<bytes::Bytes> = h
+        .exports
+        .blobs
+        .get(&done.job.file_name, None)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stored.concat().len() as u64, outcome.file_size);
 }

@@ -117,7 +117,7 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
         .await
     {
         Ok(s) => s,
-        Err(BlobError::Store(object_store::Error::NotFound { .. })) => {
+        Err(BlobError::NotFound(_)) => {
             tracing::warn!(file = %name, "a finished export's file is missing from the file store");
             return Err(ResultCode::FileNotFound.into());
         }

@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use super::StoreResult;
 use crate::model::RecordQuery;
 
-/// What [`Records::insert_records`] did with a batch (or, from [`Records::check_records`],
+/// What `Store::insert_records` did with a batch (or, from `Store::check_records`,
 /// would do). Records are taken in batch order: a record whose `(developer_id, id)` is not
 /// stored is inserted; one equal to the stored version in all 21 columns (times at whole
 /// seconds) is already present, also when the batch sent it before; any other is a conflict.

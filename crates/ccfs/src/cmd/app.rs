@@ -1,4 +1,4 @@
-//! `ccfs app …`: developer management over `ccfs_server::tenants`.
+//! `ccfs app …`: developer management over `ccfs_server::Tenants`.
 //!
 //! Only `create` and `rotate-secret` ever print a secret key, each the one it just made; the
 //! other subcommands show a developer without any secret, sealed or not.
@@ -7,10 +7,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 use ccfs_server::model::Developer;
-use ccfs_server::server::Core;
-use ccfs_server::store::StoreError;
-use ccfs_server::tenants::{NewApp, TenantError};
-use ccfs_server::Config;
+use ccfs_server::{Config, Core, NewApp, StoreError, TenantError};
 use jiff::Timestamp;
 use serde::Serialize;
 

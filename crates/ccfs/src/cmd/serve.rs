@@ -1,7 +1,7 @@
 //! `ccfs serve`: the flags override the loaded configuration, then the server runs until
 //! SIGTERM or Ctrl-C.
 
-use ccfs_server::Config;
+use ccfs_server::{Config, RunningServer};
 
 use crate::cli::ServeArgs;
 
@@ -24,8 +24,29 @@ fn apply(mut config: Config, args: ServeArgs) -> Config {
     config
 }
 
+/// Starts the server, prints where it listens (and the certificate it presents), serves until
+/// SIGTERM or Ctrl-C, then stops cleanly.
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let config = apply(config, args);
-    ccfs_server::server::run(config).await?;
+    let running = RunningServer::start(config).await?;
+    println!(
+        "ccfs {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        running.base_url()
+    );
+    if let Some(tls) = &running.tls {
+        let kind = if tls.self_signed { "self-signed " } else { "" };
+        println!(
+            "TLS {kind}certificate: {} (SHA-256 {})",
+            tls.cert_path.display(),
+            tls.fingerprint
+        );
+    } else {
+        println!("plain HTTP: put a TLS-terminating balancer in front of this server");
+    }
+    println!("data directory: {}", running.config().data_dir.display());
+    crate::signal::shutdown().await;
+    println!("shutting down");
+    running.shutdown().await;
     Ok(())
 }

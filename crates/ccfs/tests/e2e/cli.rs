@@ -6,8 +6,7 @@ use std::process::Command;
 
 use ccfs_protocol::Record;
 use ccfs_server::model::RecordQuery;
-use ccfs_server::server::Core;
-use ccfs_server::Config;
+use ccfs_server::{Config, Core};
 use futures::TryStreamExt;
 use serde_json::Value;
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ExportError;
+use crate::files::remove_quietly;
 use crate::store::StoreResult;
 use writer::write_zip;
 
@@ -147,12 +148,4 @@ async fn feed(
             .map_err(|_| FeedStop::WriterGone)?;
     }
     tx.send(Feed::End).await.map_err(|_| FeedStop::WriterGone)
-}
-
-fn remove_quietly(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial export file");
-        }
-    }
 }

@@ -35,7 +35,6 @@ mod schema_tests;
 #[cfg(test)]
 mod tests;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,12 +84,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file and its directory when missing) and migrates the database at
     /// `url`: `sqlite:///abs/path.db`, `sqlite://relative/path.db` or `sqlite::memory:`.
+    /// The server opens by path ([`SqliteStore::open_path`]); tests open by URL.
+    #[cfg(test)]
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+        Self::open_with(<SqliteConnectOptions as std::str::FromStr>::from_str(url)?).await
     }
 
-    /// As [`SqliteStore::open`], for the database file at `path` (taken as it is: no URL
-    /// decoding).
+    /// Opens (creating the file and its directory when missing) and migrates the database file
+    /// at `path` (taken as it is: no URL decoding).
     pub async fn open_path(path: &std::path::Path) -> StoreResult<SqliteStore> {
         Self::open_with(SqliteConnectOptions::new().filename(path)).await
     }

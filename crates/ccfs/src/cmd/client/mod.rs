@@ -286,7 +286,7 @@ async fn receive_files(conn: &ConnArgs, out: &Out, a: ReceiveArgs) -> anyhow::Re
     let outcome = loop {
         let cb = tokio::select! {
             cb = receiver.next() => cb,
-            _ = ccfs_server::server::shutdown_signal() => break Ok(()),
+            _ = crate::signal::shutdown() => break Ok(()),
         };
         let Some(cb) = cb else {
             break Err(anyhow::anyhow!("the callback receiver stopped"));

@@ -1,7 +1,7 @@
 //! `ccfs import FILE...`: records from CSV or JSONL files into the configured store.
 //!
 //! Each file is atomic in effect: a first streaming pass validates every row (through
-//! `ccfs_server::ingest::Ingest`, so a developer must exist and local times are read in its
+//! `ccfs_server::Ingest`, so a developer must exist and local times are read in its
 //! time zone) and stops at the first bad one, before anything of the file is stored; a second
 //! pass reads the file again and stores it in batches. Memory stays bounded by one batch,
 //! whatever the file size. Records already stored (same developer and id) with the same
@@ -23,10 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use ccfs_protocol::messages::OnConflict;
 use ccfs_protocol::Record;
-use ccfs_server::ingest::{Ingest, IngestError};
-use ccfs_server::server::Core;
-use ccfs_server::store::InsertOutcome;
-use ccfs_server::Config;
+use ccfs_server::{Config, Core, Ingest, IngestError, InsertOutcome};
 use serde::Serialize;
 
 use self::rows::Rows;
@@ -109,7 +106,7 @@ struct Conflicts {
 impl Conflicts {
     fn add(&mut self, count: u64, first: Vec<(u64, String)>) {
         self.count += count;
-        let room = ccfs_server::store::MAX_CONFLICTS_LISTED.saturating_sub(self.first.len());
+        let room = ccfs_server::MAX_CONFLICTS_LISTED.saturating_sub(self.first.len());
         self.first.extend(first.into_iter().take(room));
     }
 
