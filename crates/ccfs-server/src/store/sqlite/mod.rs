@@ -29,6 +29,7 @@ mod outbox;
 mod record_stream;
 mod records;
 mod replay;
+mod row;
 
 #[cfg(test)]
 mod schema_tests;

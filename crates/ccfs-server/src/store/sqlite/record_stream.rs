@@ -6,7 +6,7 @@ use ccfs_protocol::Record;
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
-use super::records::{RecordRow, RECORD_TEXT_COLUMNS};
+use super::row::{RecordRow, RECORD_TEXT_COLUMNS};
 use super::{ceil_second, corrupt};
 use crate::model::RecordQuery;
 use crate::store::StoreResult;

@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use super::record_stream::record_page_sql;
-use super::records::{stored_versions_sql, RECORD_TEXT_COLUMNS};
+use super::records::stored_versions_sql;
+use super::row::RECORD_TEXT_COLUMNS;
 use super::*;
 use crate::model::{CallbackUrl, NewJob, RecordQuery, TimeZoneName};
 use crate::store::conformance;
