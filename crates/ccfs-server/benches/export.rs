@@ -250,7 +250,7 @@ async fn child(data_dir: &str) -> Result<(), Box<dyn Error>> {
         data_dir: data_dir.into(),
         ..Config::default()
     };
-    let store = ccfs_server::open_store(&config.database_url()).await?;
+    let store = ccfs_server::open_store(&config.database_url(), config.database_pool_size).await?;
     let (built, _, build, upload) = export_once(store.as_ref(), &config).await?;
     let json = serde_json::json!({
         "records": built.record_count,
@@ -295,7 +295,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    let store = ccfs_server::open_store(&config.database_url()).await?;
+    let store = ccfs_server::open_store(&config.database_url(), config.database_pool_size).await?;
     let app_id = AppId::parse(APP_ID).ok_or("bad app id")?;
     store
         .insert_developer(&Developer {

@@ -20,8 +20,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Holds the SQLite database, the files, the master key and the self-signed certificate.
     pub data_dir: PathBuf,
-    /// `sqlite://PATH`; default `sqlite://{data_dir}/ccfs.db`. Other schemes are refused.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; default
+    /// `sqlite://{data_dir}/ccfs.db`. Other schemes are refused.
     pub database_url: Option<DatabaseUrl>,
+    /// Connections to PostgreSQL this process opens at most (an SQLite store ignores it).
+    pub database_pool_size: u32,
     /// `file:///ABSOLUTE/DIR` or a plain directory path; default `{data_dir}/files`. Other
     /// schemes are refused.
     pub blob_url: Option<BlobUrl>,
@@ -88,6 +91,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 28443)),
             data_dir: PathBuf::from("./ccfs-data"),
             database_url: None,
+            database_pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
             blob_url: None,
             plain_http: false,
             tls_cert: None,
@@ -156,6 +160,7 @@ const KEYS: &[(&str, bool)] = &[
     ("listen", true),
     ("data_dir", true),
     ("database_url", true),
+    ("database_pool_size", false),
     ("blob_url", true),
     ("plain_http", false),
     ("tls_cert", true),
@@ -264,6 +269,9 @@ impl Config {
             return bad(
                 "max_span_secs, job_lease_secs and callback_timeout_secs must be positive".into(),
             );
+        }
+        if self.database_pool_size == 0 {
+            return bad("database_pool_size must be at least 1".into());
         }
         if let Some(k) = &self.master_key {
             if k.len() != 64 || hex::decode(k).is_err() {

@@ -130,18 +130,25 @@ impl Fresh {
         if config.master_key.is_none() {
             fresh.note(&config.master_key_path());
         }
-        let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url();
-        if !exists(&db) {
-            fresh.note(&db);
-            for side in ["-wal", "-shm", "-journal"] {
-                let mut name = db.clone().into_os_string();
-                name.push(side);
-                fresh.note(Path::new(&name));
-            }
+        // A PostgreSQL database is not created by a start, and so not removed either.
+        if let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url() {
+            fresh.note_database(&db);
         }
         fresh.note(&config.blob_dir());
         fresh.note(&config.work_dir());
         fresh
+    }
+
+    /// Notes an SQLite database file, with its side files, unless it exists.
+    fn note_database(&mut self, db: &Path) {
+        if !exists(db) {
+            self.note(db);
+            for side in ["-wal", "-shm", "-journal"] {
+                let mut name = db.to_owned().into_os_string();
+                name.push(side);
+                self.note(Path::new(&name));
+            }
+        }
     }
 
     /// Notes the outermost directory that creating `path` would create (`path` itself when its
@@ -201,7 +208,7 @@ impl Core {
     pub async fn open(config: Config) -> Result<Self, ServerError> {
         prepare_data_dir(&config)?;
         let url = config.database_url();
-        let store = crate::store::open(&url)
+        let store = crate::store::open(&url, config.database_pool_size)
             .await
             .map_err(|error| ServerError::Database {
                 url: url.to_string(),

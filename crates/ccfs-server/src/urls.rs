@@ -15,6 +15,33 @@ use serde::{Deserialize, Serialize};
 pub enum DatabaseUrl {
     /// `sqlite://PATH` (or `sqlite:PATH`): an SQLite database file, created when missing.
     Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`: a PostgreSQL database (which must exist), shared by
+    /// any number of nodes.
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL connection URL, which may hold a password: shown (`Display`, `Debug`) without
+/// its user info and query, and handed whole only to the driver ([`PostgresUrl::expose`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The whole URL, password included: for connecting, never for a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl({:?})", redact(&self.0))
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 /// Where finished exports are kept (`blob_url`).
@@ -67,7 +94,8 @@ fn planned(scheme: &str, planned: &[(&str, &str)]) -> String {
 
 impl DatabaseUrl {
     /// The schemes this server opens, as a message lists them.
-    pub const SUPPORTED: &'static str = "sqlite://PATH";
+    pub const SUPPORTED: &'static str =
+        "sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE";
 
     /// Reads a `database_url`; the error names the key, the URL (without secrets) and the
     /// supported schemes.
@@ -93,13 +121,19 @@ impl DatabaseUrl {
                 }
                 Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
             }
-            Some(s) => Err(refuse(format!(
-                "unsupported scheme \"{s}\"{}",
-                planned(
-                    s,
-                    &[("postgres", "PostgreSQL"), ("postgresql", "PostgreSQL")]
-                )
-            ))),
+            Some(s)
+                if s.eq_ignore_ascii_case("postgres") || s.eq_ignore_ascii_case("postgresql") =>
+            {
+                if !url[s.len() + 1..].starts_with("//") {
+                    return Err(refuse(format!("write {s}://HOST/DATABASE")));
+                }
+                // The parser's messages never quote the URL, so none can show a password.
+                if let Err(e) = url::Url::parse(url) {
+                    return Err(refuse(format!("not a valid URL ({e})")));
+                }
+                Ok(DatabaseUrl::Postgres(PostgresUrl(url.to_owned())))
+            }
+            Some(s) => Err(refuse(format!("unsupported scheme \"{s}\""))),
             None => Err(refuse(format!(
                 "no scheme (for an SQLite file write sqlite://{})",
                 redact(url)
@@ -170,6 +204,7 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -182,9 +217,14 @@ impl fmt::Display for BlobUrl {
     }
 }
 
+/// The whole URL, password included, so that a configuration written back reads the same;
+/// messages use `Display`, which leaves the password out.
 impl From<DatabaseUrl> for String {
     fn from(url: DatabaseUrl) -> String {
-        url.to_string()
+        match url {
+            DatabaseUrl::Postgres(url) => url.0,
+            other => other.to_string(),
+        }
     }
 }
 
@@ -221,20 +261,37 @@ mod tests {
     }
 
     #[test]
-    fn other_database_schemes_are_refused_with_the_supported_ones_and_no_password() {
-        let e = DatabaseUrl::parse(
+    fn postgres_urls_are_accepted_and_shown_without_the_password() {
+        for url in [
             "postgres://ccfs:s3cret@db.example.com:5432/ccfs?sslmode=require&password=x",
-        )
-        .unwrap_err();
+            "postgresql://ccfs:s3cret@db.example.com:5432/ccfs?sslmode=require&password=x",
+        ] {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            let DatabaseUrl::Postgres(pg) = &parsed else {
+                panic!("{url}: {parsed:?}");
+            };
+            assert_eq!(pg.expose(), url);
+            let shown = parsed.to_string();
+            assert!(shown.ends_with("://db.example.com:5432/ccfs?…"), "{shown}");
+            assert!(!format!("{parsed:?}").contains("s3cret"));
+            assert!(!shown.contains("s3cret"));
+            // Written back whole, so that it reads the same.
+            assert_eq!(String::from(parsed.clone()), url);
+        }
+        let e = DatabaseUrl::parse("postgres:db").unwrap_err();
+        assert!(e.contains("write postgres://HOST/DATABASE"), "{e}");
+        let e = DatabaseUrl::parse("postgres://u:pw@host:notaport/db").unwrap_err();
+        assert!(e.contains("not a valid URL"), "{e}");
+        assert!(!e.contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn other_database_schemes_are_refused_with_the_supported_ones_and_no_password() {
+        let e = DatabaseUrl::parse("mysql://root:pw@localhost/ccfs?password=x").unwrap_err();
         assert_eq!(
             e,
-            "database_url \"postgres://db.example.com:5432/ccfs?…\": unsupported scheme \
-             \"postgres\" (PostgreSQL is not supported yet); supported: sqlite://PATH"
-        );
-        let e = DatabaseUrl::parse("mysql://root:pw@localhost/ccfs").unwrap_err();
-        assert!(
-            e.contains("unsupported scheme \"mysql\"; supported: sqlite://PATH"),
-            "{e}"
+            "database_url \"mysql://localhost/ccfs?…\": unsupported scheme \"mysql\"; \
+             supported: sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         );
         assert!(!e.contains("pw"), "{e}");
         let e = DatabaseUrl::parse("/var/lib/ccfs.db").unwrap_err();

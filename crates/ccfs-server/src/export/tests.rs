@@ -575,9 +575,12 @@ fn reasons_are_sentences_without_internal_details() {
 async fn with_the_sqlite_store_a_queued_job_is_published() {
     // The same path against the real store: claim, stream, finish with the callback.
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::open(&crate::urls::DatabaseUrl::Sqlite(dir.path().join("t.db")))
-        .await
-        .unwrap();
+    let store = crate::store::open(
+        &crate::urls::DatabaseUrl::Sqlite(dir.path().join("t.db")),
+        1,
+    )
+    .await
+    .unwrap();
     store
         .insert_developer(&Developer {
             app_id: AppId::parse(DEV).unwrap(),

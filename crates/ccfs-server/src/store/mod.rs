@@ -10,16 +10,21 @@
 //! - [`Replay`] — the replay cache of accepted signatures, and the purge of it and of old
 //!   idempotency keys.
 //!
-//! [`Store`] is their sum. Every method is one atomic step: a job is claimed, finished or
+//! [`Store`] is their sum, implemented by [`sqlite`] (the embedded default) and [`postgres`]
+//! (a database shared by several nodes); both pass the same conformance suite. Every method is one atomic step: a job is claimed, finished or
 //! released, and its callback enqueued, in single transactions, so a crash between two calls
 //! loses nothing. The values the store holds are the domain model's ([`crate::model`]).
 
 pub mod developers;
 pub mod jobs;
 pub mod outbox;
+pub mod postgres;
 pub mod records;
 pub mod replay;
 pub mod sqlite;
+
+mod convert;
+mod versions;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -62,11 +67,16 @@ pub trait Store: Developers + Records + JobQueue + Outbox + Replay {
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Opens the store a URL names (an SQLite file is created when missing).
-pub async fn open(url: &crate::urls::DatabaseUrl) -> StoreResult<Arc<dyn Store>> {
+/// Opens the store a URL names (an SQLite file is created when missing; a PostgreSQL database
+/// must exist, and is connected to with a pool of at most `pool_size` connections). Either is
+/// migrated to this version's schema.
+pub async fn open(url: &crate::urls::DatabaseUrl, pool_size: u32) -> StoreResult<Arc<dyn Store>> {
     match url {
         crate::urls::DatabaseUrl::Sqlite(path) => {
             Ok(Arc::new(sqlite::SqliteStore::open_path(path).await?))
         }
+        crate::urls::DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            postgres::PgStore::open(url.expose(), pool_size).await?,
+        )),
     }
 }

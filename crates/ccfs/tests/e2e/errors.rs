@@ -431,13 +431,32 @@ fn a_serve_that_fails_late_removes_what_it_created_and_nothing_else() {
 }
 
 #[test]
+fn an_unreachable_postgres_database_fails_the_start_without_its_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Port 1 on the loopback: nothing listens there, so the connection is refused at once.
+    let out = ccfs_in(
+        dir.path(),
+        &[("CCFS_DATABASE_URL", "postgres://u:secret@127.0.0.1:1/x")],
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let stderr = fails(
+        &out,
+        1,
+        &["cannot open the database postgres://127.0.0.1:1/x"],
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+    // What the start created (data directory, certificate, master key) is removed again.
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
 fn a_database_url_with_an_unsupported_scheme_is_refused_without_its_password() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = ccfs_in(
         dir.path(),
         &[(
             "CCFS_DATABASE_URL",
-            "postgres://ccfs:hunter2@db.example.com:5432/ccfs",
+            "mysql://ccfs:hunter2@db.example.com:3306/ccfs",
         )],
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"],
     );
@@ -445,12 +464,12 @@ fn a_database_url_with_an_unsupported_scheme_is_refused_without_its_password() {
         &out,
         1,
         &[
-            "database_url \"postgres://db.example.com:5432/ccfs\": unsupported scheme \"postgres\" \
-             (PostgreSQL is not supported yet); supported: sqlite://PATH",
+            "database_url \"mysql://db.example.com:3306/ccfs\": unsupported scheme \"mysql\"; \
+             supported: sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE",
         ],
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
-    // No `postgres:` folder, no data directory.
+    // No `mysql:` folder, no data directory.
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
 

@@ -26,7 +26,7 @@ use crate::model::{
 use crate::store::{CreateJob, OnConflict, Store};
 
 /// 2024-05-01T00:00:00Z.
-const BASE: i64 = 1_714_521_600;
+pub(crate) const BASE: i64 = 1_714_521_600;
 
 fn at_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).expect("valid test time")
@@ -108,7 +108,12 @@ fn query(
 
 /// A job of `dev` accepted at `created_ms` (unix milliseconds); its idempotency is a key and a
 /// body whose hash it carries.
-fn new_job(id: u8, dev: &str, created_ms: i64, idempotency: Option<(&str, &str)>) -> NewJob {
+pub(crate) fn new_job(
+    id: u8,
+    dev: &str,
+    created_ms: i64,
+    idempotency: Option<(&str, &str)>,
+) -> NewJob {
     let response_id = rid(id);
     NewJob {
         file_name: ZipFileName::new(civil::date(2024, 5, 1), &response_id),
@@ -152,7 +157,7 @@ fn callback(job: &NewJob, next_ms: i64) -> Callback {
     }
 }
 
-async fn created(store: &Arc<dyn Store>, job: &NewJob) {
+pub(crate) async fn created(store: &Arc<dyn Store>, job: &NewJob) {
     assert_eq!(
         store.create_job(job, 100).await.expect("create job"),
         CreateJob::Created
@@ -279,8 +284,10 @@ pub async fn concurrency(store: Arc<dyn Store>) {
 /// `$fresh`: an `async fn() -> (Guard, Arc<dyn Store>)` whose guard keeps the database alive for
 /// the test.
 macro_rules! conformance_tests {
-    ($fresh:path) => {
-        $crate::store::conformance::conformance_tests!(@each $fresh;
+    // Attributes after the function go on every test (e.g. `#[ignore = "…"]` for a store that
+    // needs a service).
+    ($fresh:path $(, #[$attr:meta])* $(,)?) => {
+        $crate::store::conformance::conformance_tests!(@each $fresh; [$(#[$attr])*];
             store_developers => developers::developers,
             store_records_insert => records::insert_batches,
             store_records_conflicts => records::conflicts,
@@ -294,19 +301,25 @@ macro_rules! conformance_tests {
         );
         // Several worker threads, so that concurrent claims really race.
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
         async fn store_concurrency() {
             let (_guard, store) = $fresh().await;
             $crate::store::conformance::concurrency(store).await;
         }
     };
-    (@each $fresh:path; $($test:ident => $($check:ident)::+),* $(,)?) => {
+    // The attributes travel as one token tree, expanded one test at a time.
+    (@each $fresh:path; $attrs:tt; $($test:ident => $($check:ident)::+),* $(,)?) => {
         $(
-            #[tokio::test]
-            async fn $test() {
-                let (_guard, store) = $fresh().await;
-                $crate::store::conformance::$($check)::+(store).await;
-            }
+            $crate::store::conformance::conformance_tests!(@one $fresh; $attrs; $test => $($check)::+);
         )*
+    };
+    (@one $fresh:path; [$(#[$attr:meta])*]; $test:ident => $($check:ident)::+) => {
+        #[tokio::test]
+        $(#[$attr])*
+        async fn $test() {
+            let (_guard, store) = $fresh().await;
+            $crate::store::conformance::$($check)::+(store).await;
+        }
     };
 }
 pub(crate) use conformance_tests;

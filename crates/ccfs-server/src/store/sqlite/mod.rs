@@ -39,16 +39,20 @@ mod tests;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ccfs_protocol::{AppId, ResponseId};
-use jiff::Timestamp;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Store, StoreError, StoreResult};
-use crate::model::{CallbackState, CallbackUrl, JobState, TimeZoneName};
+use super::convert::*;
+use super::{Store, StoreResult};
+// What the tests take from here with `use super::*`.
+#[cfg(test)]
+use {
+    super::StoreError,
+    crate::model::{CallbackState, JobState, TimeZoneName},
+};
 
 /// Reading connections. Each running export holds one for as long as it streams; the HTTP
 /// handlers and the loops share the rest.
@@ -150,70 +154,7 @@ impl Store for SqliteStore {
     }
 }
 
-// ---- states ----
-
-/// How the schema writes each job state. The one place that maps them: statements that name a
-/// state take it from here, the migrations' CHECK constraints and partial indexes list the same
-/// words, and a test checks the two agree.
-fn job_state_text(s: JobState) -> &'static str {
-    match s {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Expired => "expired",
-    }
-}
-
-/// How the schema writes each callback state (see [`job_state_text`]).
-fn callback_state_text(s: CallbackState) -> &'static str {
-    match s {
-        CallbackState::Pending => "pending",
-        CallbackState::Delivered => "delivered",
-        CallbackState::Failed => "failed",
-        CallbackState::Superseded => "superseded",
-    }
-}
-
-fn parse_job_state(text: &str) -> Option<JobState> {
-    JobState::ALL
-        .into_iter()
-        .find(|s| job_state_text(*s) == text)
-}
-
-fn parse_callback_state(text: &str) -> Option<CallbackState> {
-    CallbackState::ALL
-        .into_iter()
-        .find(|s| callback_state_text(*s) == text)
-}
-
-/// A job state as an SQL literal, for statement texts. Literals rather than bound parameters:
-/// the planner uses a partial index (`WHERE state IN ('queued', 'running')`) only when it can
-/// see at prepare time that the query's condition implies the index's.
-fn job_state_sql(s: JobState) -> String {
-    format!("'{}'", job_state_text(s))
-}
-
-/// A callback state as an SQL literal (see [`job_state_sql`]).
-fn callback_state_sql(s: CallbackState) -> String {
-    format!("'{}'", callback_state_text(s))
-}
-
-/// A statement text built once, on first use, and then shared: for statements that take their
-/// state literals from [`job_state_sql`] and [`callback_state_sql`].
-macro_rules! once_sql {
-    ($text:expr) => {{
-        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        SQL.get_or_init(|| $text).as_str()
-    }};
-}
-use once_sql;
-
-// ---- conversions ----
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
+// ---- conversions particular to SQLite ----
 
 /// Reads a column, reporting a missing column or a value of the wrong type as corrupt data.
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
@@ -222,69 +163,4 @@ where
 {
     row.try_get(column)
         .map_err(|e| corrupt(format_args!("column {column}: {e}")))
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn from_ms(v: i64, what: &str) -> StoreResult<Timestamp> {
-    Timestamp::from_millisecond(v).map_err(|e| corrupt(format_args!("{what}: {e}")))
-}
-
-fn opt_from_ms(v: Option<i64>, what: &str) -> StoreResult<Option<Timestamp>> {
-    v.map(|v| from_ms(v, what)).transpose()
-}
-
-/// Whole seconds, rounded down (a record time as stored).
-fn floor_second(t: Timestamp) -> i64 {
-    t.as_second() - i64::from(t.subsec_nanosecond() < 0)
-}
-
-/// Whole seconds, rounded up: for integer `s`, `s >= t` exactly when `s >= ceil_second(t)`.
-fn ceil_second(t: Timestamp) -> i64 {
-    t.as_second() + i64::from(t.subsec_nanosecond() > 0)
-}
-
-fn from_second(v: i64, what: &str) -> StoreResult<Timestamp> {
-    Timestamp::from_second(v).map_err(|e| corrupt(format_args!("{what}: {e}")))
-}
-
-fn to_u32(v: i64, what: &str) -> StoreResult<u32> {
-    u32::try_from(v).map_err(|_| corrupt(format_args!("{what}: {v} out of range")))
-}
-
-fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(v).map_err(|_| corrupt(format_args!("{what}: {v} out of range")))
-}
-
-/// A count that SQLite's signed integers cannot hold is refused before it is written.
-fn to_i64(v: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| {
-        StoreError::Database(sqlx::Error::Encode(
-            format!("{what}: {v} out of range").into(),
-        ))
-    })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-fn parse_response_id(s: &str) -> StoreResult<ResponseId> {
-    ResponseId::parse(s).ok_or_else(|| corrupt(format_args!("response id {s:?}")))
-}
-
-fn parse_app_id(s: &str) -> StoreResult<AppId> {
-    AppId::parse(s).ok_or_else(|| corrupt(format_args!("app id {s:?}")))
-}
-
-fn parse_callback_url(s: &str, whose: &str) -> StoreResult<CallbackUrl> {
-    CallbackUrl::parse(s).ok_or_else(|| corrupt(format_args!("{whose}: callback URL {s:?}")))
-}
-
-/// A stored time zone name this server can convert with; one that its time zone database does
-/// not know makes the row corrupt (see [`crate::model`]).
-fn parse_zone(name: &str, whose: &str) -> StoreResult<TimeZoneName> {
-    TimeZoneName::parse(name).map_err(|e| corrupt(format_args!("{whose}: {e}")))
 }

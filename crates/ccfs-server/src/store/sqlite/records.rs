@@ -2,7 +2,6 @@
 //! imported in multi-row statements and compared with the stored versions only where an insert
 //! left a record out. Exports read them through [`super::record_stream`].
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
@@ -13,9 +12,10 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
 use super::record_stream::RecordStream;
-use super::row::{RecordRow, Version, RECORD_TEXT_COLUMNS};
+use super::row::{RecordRow, RECORD_TEXT_COLUMNS};
 use super::{corrupt, floor_second, SqliteStore};
 use crate::model::RecordQuery;
+use crate::store::versions::{sort_chunk, Versions};
 use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
 
 /// Bound values per record row: the 19 texts and the two times.
@@ -64,9 +64,6 @@ fn record_arguments(chunk: &[Record]) -> StoreResult<SqliteArguments<'_>> {
     Ok(args)
 }
 
-/// The current version of each `(developer_id, id)` a batch has named so far.
-type Versions = HashMap<(String, String), Version>;
-
 /// The stored versions of the records a chunk names: one value, a JSON array like a page of
 /// [`record_page_sql`](super::record_stream::record_page_sql), for one parameter, a JSON array of `[developer_id, id]` pairs. The
 /// pairs drive the join (`CROSS JOIN` keeps them the outer loop), so each costs one lookup in
@@ -111,47 +108,6 @@ async fn load_versions(
             .or_insert(v);
     }
     Ok(())
-}
-
-/// How the records of a chunk compare with the current versions of their ids.
-#[derive(Debug, Default)]
-struct Sorted<'r> {
-    /// Records whose id has no version yet (each becomes the version of its id).
-    new: u64,
-    /// Records equal to the current version.
-    same: u64,
-    /// Conflicting records to write, in batch order (`Replace` only).
-    replace: Vec<&'r Record>,
-}
-
-/// Compares the records of `chunk` (whose first is record number `offset` of the batch) with
-/// the current versions of their ids, in order, counting conflicts into `outcome`. With
-/// `Replace`, a conflicting record becomes the current version.
-fn sort_chunk<'r>(
-    chunk: &'r [Record],
-    offset: usize,
-    versions: &mut Versions,
-    on_conflict: OnConflict,
-    outcome: &mut InsertOutcome,
-) -> Sorted<'r> {
-    let mut sorted = Sorted::default();
-    for (i, r) in chunk.iter().enumerate() {
-        match versions.get_mut(&(r.developer_id.clone(), r.id.clone())) {
-            None => {
-                versions.insert((r.developer_id.clone(), r.id.clone()), Version::of(r));
-                sorted.new += 1;
-            }
-            Some(v) if v.stores(r) => sorted.same += 1,
-            Some(v) => {
-                outcome.conflict(offset + i, &r.id);
-                if on_conflict == OnConflict::Replace {
-                    *v = Version::of(r);
-                    sorted.replace.push(r);
-                }
-            }
-        }
-    }
-    sorted
 }
 
 /// `UPDATE records SET <every column but the key> WHERE developer_id = ? AND id = ?`, bound by

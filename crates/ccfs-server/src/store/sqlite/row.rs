@@ -5,7 +5,8 @@
 
 use ccfs_protocol::Record;
 
-use super::{floor_second, from_second};
+use super::from_second;
+pub(super) use crate::store::versions::Version;
 use crate::store::StoreResult;
 
 /// The SQL names of [`ccfs_protocol::record::TEXT_COLUMNS`], in the same order.
@@ -63,30 +64,5 @@ impl RecordRow {
             from_second(v.begin, "record begin_time")?,
             from_second(v.end, "record end_time")?,
         ))
-    }
-}
-
-/// A record as stored: its texts in [`RECORD_TEXT_COLUMNS`] order and its times in seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Version {
-    pub(super) texts: [String; 19],
-    pub(super) begin: i64,
-    pub(super) end: i64,
-}
-
-impl Version {
-    pub(super) fn of(r: &Record) -> Self {
-        Version {
-            texts: r.texts().map(str::to_owned),
-            begin: floor_second(r.begin_time),
-            end: floor_second(r.end_time),
-        }
-    }
-
-    /// Whether `r` would be stored as this version: all 21 columns equal.
-    pub(super) fn stores(&self, r: &Record) -> bool {
-        self.begin == floor_second(r.begin_time)
-            && self.end == floor_second(r.end_time)
-            && self.texts.iter().zip(r.texts()).all(|(a, b)| a == b)
     }
 }

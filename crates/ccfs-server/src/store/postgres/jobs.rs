@@ -1,0 +1,385 @@
+//! The job queue part of the PostgreSQL store: a row of `jobs` each, with the job's callback
+//! (see [`super::outbox`]) joined in when read, and its idempotency key in `idempotency_keys`.
+//! Jobs are claimed with `FOR UPDATE SKIP LOCKED` under a lease, so nodes never wait for each
+//! other's claims and a dead node's job is taken over when its lease runs out.
+
+use async_trait::async_trait;
+use ccfs_protocol::{ResponseId, ZipFileName};
+use jiff::Timestamp;
+use sqlx::postgres::PgRow;
+use sqlx::Postgres;
+
+use super::outbox::{callback_from_row, insert_callback, CALLBACK_COLUMNS};
+use super::{get, settle, PgStore};
+use crate::model::idempotency::idempotency_cutoff;
+use crate::model::JobState::{Expired, Failed, Queued, Running, Succeeded};
+use crate::model::{
+    BodyHash, Callback, Idempotency, IdempotencyKey, Job, JobOutcome, NewJob, RecordQuery,
+};
+use crate::store::convert::{
+    corrupt, floor_second, from_ms, from_second, is_unique_violation, job_state_sql, ms, once_sql,
+    opt_from_ms, parse_app_id, parse_callback_url, parse_job_state, parse_response_id, parse_zone,
+    to_i64, to_u32, to_u64,
+};
+use crate::store::{CreateJob, JobQueue, StoreError, StoreResult};
+
+/// A job with its callback: the columns [`job_from_row`] reads.
+fn job_select() -> &'static str {
+    once_sql!(format!(
+        "SELECT j.response_id, j.developer_id, j.file_name, \
+         j.query_begin, j.query_end, j.query_account_id, j.query_agent_id, j.callback_url, \
+         j.timezone, j.csv_header, j.created_at, j.idempotency_key, j.idempotency_hash, j.state, \
+         j.attempts, j.started_at, j.record_count, j.file_count, j.file_size, j.sha256, \
+         j.finished_at, j.expires_at, j.error, {CALLBACK_COLUMNS} \
+         FROM jobs j LEFT JOIN callbacks c ON c.response_id = j.response_id"
+    ))
+}
+
+fn job_from_row(row: &PgRow) -> StoreResult<Job> {
+    let id: String = get(row, "response_id")?;
+    let response_id = parse_response_id(&id)?;
+    let whose = format!("job {id}");
+    let file_name: String = get(row, "file_name")?;
+    let file_name = ZipFileName::parse(&file_name)
+        .ok_or_else(|| corrupt(format_args!("{whose}: file name {file_name:?}")))?;
+    let idempotency = match (
+        get::<Option<String>>(row, "idempotency_key")?,
+        get::<Option<String>>(row, "idempotency_hash")?,
+    ) {
+        (Some(key), Some(hash)) => Some(Idempotency {
+            key: IdempotencyKey::parse(&key)
+                .ok_or_else(|| corrupt(format_args!("{whose}: idempotency key {key:?}")))?,
+            body_hash: BodyHash::from_hex(&hash)
+                .ok_or_else(|| corrupt(format_args!("{whose}: body hash {hash:?}")))?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(corrupt(format_args!(
+                "{whose}: idempotency key without hash"
+            )))
+        }
+    };
+    let state: String = get(row, "state")?;
+    let state =
+        parse_job_state(&state).ok_or_else(|| corrupt(format_args!("{whose}: state {state:?}")))?;
+    let outcome = match get::<Option<i64>>(row, "record_count")? {
+        None => None,
+        Some(record_count) => {
+            let missing = |c: &str| corrupt(format_args!("{whose}: {c} missing from the outcome"));
+            let need = |c: &str| get::<Option<i64>>(row, c)?.ok_or_else(|| missing(c));
+            Some(JobOutcome {
+                record_count: to_u64(record_count, "record_count")?,
+                file_count: to_u32(need("file_count")?, "file_count")?,
+                file_size: to_u64(need("file_size")?, "file_size")?,
+                sha256: get::<Option<String>>(row, "sha256")?.ok_or_else(|| missing("sha256"))?,
+                finished_at: from_ms(need("finished_at")?, "finished_at")?,
+                expires_at: from_ms(need("expires_at")?, "expires_at")?,
+            })
+        }
+    };
+    Ok(Job {
+        job: NewJob {
+            response_id,
+            file_name,
+            query: RecordQuery {
+                developer_id: parse_app_id(&get::<String>(row, "developer_id")?)?,
+                begin: from_second(get(row, "query_begin")?, "query_begin")?,
+                end: from_second(get(row, "query_end")?, "query_end")?,
+                account_id: get(row, "query_account_id")?,
+                agent_id: get(row, "query_agent_id")?,
+            },
+            callback_url: parse_callback_url(&get::<String>(row, "callback_url")?, &whose)?,
+            timezone: parse_zone(&get::<String>(row, "timezone")?, &whose)?,
+            csv_header: get(row, "csv_header")?,
+            created_at: from_ms(get(row, "created_at")?, "created_at")?,
+            idempotency,
+        },
+        state,
+        attempts: to_u32(get(row, "attempts")?, "attempts")?,
+        started_at: opt_from_ms(get(row, "started_at")?, "started_at")?,
+        outcome,
+        error: get(row, "error")?,
+        callback: callback_from_row(row)?,
+    })
+}
+
+async fn job_in<'c, E>(executor: E, id: &str) -> StoreResult<Option<Job>>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let sql = format!("{} WHERE j.response_id = $1", job_select());
+    let row = sqlx::query(&sql).bind(id).fetch_optional(executor).await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+/// Counts a developer's active jobs (on the `jobs_active` partial index).
+pub(super) fn active_jobs_sql() -> &'static str {
+    once_sql!(format!(
+        "SELECT COUNT(*) FROM jobs WHERE developer_id = $1 AND state IN ({}, {})",
+        job_state_sql(Queued),
+        job_state_sql(Running)
+    ))
+}
+
+/// Claims the oldest claimable job (on the `jobs_claimable` partial index): `$1` the owner,
+/// `$2` the end of its lease, `$3` now. A running job without a lease could never be taken
+/// over, so it counts as one whose lease ran out. `SKIP LOCKED`: a job another node is
+/// claiming right now is passed over, not waited for; the row lock is re-checked against the
+/// condition, so a job is never claimed twice.
+pub(super) fn claim_sql() -> &'static str {
+    once_sql!(format!(
+        "UPDATE jobs SET state = {running}, lease_owner = $1, lease_until = $2, \
+         attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
+         WHERE response_id = (SELECT response_id FROM jobs \
+             WHERE state IN ({queued}, {running}) \
+               AND (state = {queued} OR lease_until IS NULL OR lease_until < $3) \
+             ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING response_id",
+        queued = job_state_sql(Queued),
+        running = job_state_sql(Running)
+    ))
+}
+
+/// Succeeded jobs due to expire (on the `jobs_expiry` partial index): `?1` now, `?2` the limit.
+pub(super) fn expired_jobs_sql() -> &'static str {
+    once_sql!(format!(
+        "{} WHERE j.state = {} AND j.expires_at <= $1 \
+         ORDER BY j.expires_at, j.response_id LIMIT $2",
+        job_select(),
+        job_state_sql(Succeeded)
+    ))
+}
+
+#[async_trait]
+impl JobQueue for PgStore {
+    async fn create_job(&self, new: &NewJob, max_active: u32) -> StoreResult<CreateJob> {
+        let developer = new.developer_id().as_str();
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // One acceptance per developer at a time, across every node: the count of active jobs
+            // and the idempotency key are then read and written as if alone. The lock ends with
+            // the transaction.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(developer)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(Idempotency { key, body_hash }) = &new.idempotency {
+                let existing: Option<String> = sqlx::query_scalar(
+                    "SELECT response_id FROM idempotency_keys \
+                 WHERE developer_id = $1 AND key = $2 AND request_hash = $3 AND created_at > $4",
+                )
+                .bind(developer)
+                .bind(key.as_str())
+                .bind(body_hash.to_hex())
+                .bind(ms(idempotency_cutoff(new.created_at)))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = existing {
+                    return Ok(CreateJob::Existing(parse_response_id(&id)?));
+                }
+            }
+            let active: i64 = sqlx::query_scalar(active_jobs_sql())
+                .bind(developer)
+                .fetch_one(&mut *tx)
+                .await?;
+            if active >= i64::from(max_active) {
+                return Ok(CreateJob::TooMany);
+            }
+            let (key, hash) = match &new.idempotency {
+                Some(i) => (Some(i.key.as_str()), Some(i.body_hash.to_hex())),
+                None => (None, None),
+            };
+            let inserted = sqlx::query(once_sql!(format!(
+                "INSERT INTO jobs (response_id, developer_id, file_name, query_begin, query_end, \
+             query_account_id, query_agent_id, callback_url, timezone, csv_header, created_at, \
+             idempotency_key, idempotency_hash, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {})",
+                job_state_sql(Queued)
+            )))
+            .bind(new.response_id.as_str())
+            .bind(developer)
+            .bind(new.file_name.as_str())
+            .bind(floor_second(new.query.begin))
+            .bind(floor_second(new.query.end))
+            .bind(&new.query.account_id)
+            .bind(&new.query.agent_id)
+            .bind(new.callback_url.as_str())
+            .bind(new.timezone.name())
+            .bind(new.csv_header)
+            .bind(ms(new.created_at))
+            .bind(key)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("job {}", new.response_id)))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if let (Some(key), Some(hash)) = (key, hash) {
+                // Replaces a key that expired or came with another body: the newest job answers.
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (developer_id, key, request_hash, response_id, \
+                 created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (developer_id, key) DO UPDATE \
+                 SET request_hash = excluded.request_hash, response_id = excluded.response_id, \
+                 created_at = excluded.created_at",
+                )
+                .bind(developer)
+                .bind(key)
+                .bind(hash)
+                .bind(new.response_id.as_str())
+                .bind(ms(new.created_at))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(CreateJob::Created)
+        }
+        .await;
+        settle(tx, result, |r| *r == CreateJob::Created).await
+    }
+
+    async fn job(&self, id: &ResponseId) -> StoreResult<Option<Job>> {
+        job_in(&self.pool, id.as_str()).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            let claimed: Option<String> = sqlx::query_scalar(claim_sql())
+                .bind(owner)
+                .bind(ms(lease_until))
+                .bind(ms(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(id) = claimed else {
+                return Ok(None);
+            };
+            // A row that cannot be read fails the claim and rolls it back: the job stays queued,
+            // and the worker tries again after a pause (see `crate::model` on corrupt rows).
+            let job = job_in(&mut *tx, &id).await?;
+            Ok(job)
+        }
+        .await;
+        settle(tx, result, Option::is_some).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET lease_until = $1 \
+             WHERE response_id = $2 AND lease_owner = $3 AND state = {}",
+            job_state_sql(Running)
+        )))
+        .bind(ms(lease_until))
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        outcome: &JobOutcome,
+        callback: &Callback,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // lease_owner stays, to tell which node built the file.
+            let done = sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET state = {}, lease_until = NULL, record_count = $1, file_count = $2, \
+             file_size = $3, sha256 = $4, finished_at = $5, expires_at = $6, error = NULL \
+             WHERE response_id = $7 AND lease_owner = $8 AND state = {}",
+            job_state_sql(Succeeded),
+            job_state_sql(Running)
+        )))
+            .bind(to_i64(outcome.record_count, "record_count")?)
+            .bind(i64::from(outcome.file_count))
+            .bind(to_i64(outcome.file_size, "file_size")?)
+            .bind(&outcome.sha256)
+            .bind(ms(outcome.finished_at))
+            .bind(ms(outcome.expires_at))
+            .bind(id.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_callback(&mut tx, id, callback).await?;
+            Ok(true)
+        }
+        .await;
+        settle(tx, result, |done| *done).await
+    }
+
+    async fn fail_job(
+        &self,
+        id: &ResponseId,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET state = {}, lease_until = NULL, error = $1, finished_at = $2 \
+             WHERE response_id = $3 AND lease_owner = $4 AND state = {}",
+            job_state_sql(Failed),
+            job_state_sql(Running)
+        )))
+        .bind(error)
+        .bind(ms(now))
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_job(&self, id: &ResponseId, owner: &str) -> StoreResult<()> {
+        sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET state = {}, lease_owner = NULL, lease_until = NULL \
+             WHERE response_id = $1 AND lease_owner = $2 AND state = {}",
+            job_state_sql(Queued),
+            job_state_sql(Running)
+        )))
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn expired_jobs(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(expired_jobs_sql())
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn mark_expired(&self, id: &ResponseId) -> StoreResult<()> {
+        sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET state = {} WHERE response_id = $1 AND state = {}",
+            job_state_sql(Expired),
+            job_state_sql(Succeeded)
+        )))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The PostgreSQL implementation of [`Store`]: for several `ccfs serve` nodes on one shared
+//! database (SPEC section 11). One file per part of the store, like the SQLite one:
+//! [`developers`], [`records`] (with [`record_stream`] for exports), [`jobs`], [`outbox`],
+//! [`replay`]; this one holds the connection pool and what the parts share. Values are
+//! converted exactly as in the SQLite store ([`crate::store::convert`]): times are BIGINT unix
+//! milliseconds, record times BIGINT unix seconds, with the same precision.
+//!
+//! Concurrency choices, for many processes on one database:
+//! - A job or a callback is claimed with `FOR UPDATE SKIP LOCKED` under a lease (a job's
+//!   `lease_until`, a callback's `next_attempt_at`): two nodes never take the same row, and
+//!   neither waits for the other's transaction.
+//! - Accepting a job takes a transaction-scoped advisory lock on its developer first, so that
+//!   the count of the developer's active jobs and its idempotency keys are checked and written
+//!   by one node at a time, across the cluster.
+//! - Exports page through the export index inside one `REPEATABLE READ READ ONLY` transaction,
+//!   so an export sees one snapshot and holds one page in memory (see [`record_stream`]).
+
+mod developers;
+mod jobs;
+mod outbox;
+mod record_stream;
+mod records;
+mod replay;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::convert::corrupt;
+use super::{Store, StoreResult};
+
+/// The pool size when the configuration names none (`database_pool_size`).
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// How long a request waits for a free connection (or for the database to answer a new one)
+/// before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL store. Cheap to clone: it is a handle to its connection pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) with a pool of
+    /// at most `pool_size` connections, and migrates it.
+    pub async fn open(url: &str, pool_size: u32) -> StoreResult<PgStore> {
+        let options: PgConnectOptions = url.parse()?;
+        Self::open_with(options, pool_size).await
+    }
+
+    /// Like [`PgStore::open`], with connect options already read (tests set a `search_path`).
+    pub async fn open_with(options: PgConnectOptions, pool_size: u32) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        // The migrator takes an advisory lock, so nodes starting together migrate once.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A transaction of the store.
+type Tx = Transaction<'static, Postgres>;
+
+/// Ends a transaction explicitly: commits it when `result` is a value that `commit` accepts,
+/// rolls it back otherwise (an error, or nothing to keep). Dropping an open transaction would
+/// leave its rollback queued on the idle connection until that connection is next used, with
+/// its locks (a developer's advisory lock, say) held meanwhile.
+async fn settle<T>(
+    tx: Tx,
+    result: StoreResult<T>,
+    commit: impl FnOnce(&T) -> bool,
+) -> StoreResult<T> {
+    match result {
+        Ok(value) if commit(&value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Ok(value) => {
+            tx.rollback().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The error says what went wrong; a failed rollback closes the connection anyway.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Reads a column, reporting a missing column or a value of the wrong type as corrupt data.
+fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column)
+        .map_err(|e| corrupt(format_args!("column {column}: {e}")))
+}

@@ -1,0 +1,187 @@
+//! The outbox part of the PostgreSQL store: a row of `callbacks` per finished job, written by
+//! [`insert_callback`] in the transaction that publishes the job, and claimed by any node with
+//! `FOR UPDATE SKIP LOCKED` (the claim's lease is the callback's `next_attempt_at`).
+
+use async_trait::async_trait;
+use ccfs_protocol::ResponseId;
+use jiff::Timestamp;
+use sqlx::postgres::PgRow;
+
+use super::{get, PgStore, Tx};
+use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
+use crate::model::{Attempt, Callback};
+use crate::store::convert::{
+    callback_state_sql, callback_state_text, corrupt, from_ms, ms, once_sql, opt_from_ms,
+    parse_app_id, parse_callback_state, parse_callback_url, parse_response_id, to_u32,
+};
+use crate::store::{Outbox, StoreError, StoreResult};
+
+/// The `cb_*` columns [`callback_from_row`] reads, of the callbacks table named `c`.
+pub(super) const CALLBACK_COLUMNS: &str =
+    "c.response_id AS cb_response_id, c.developer_id AS cb_developer_id, \
+     c.url AS cb_url, c.body AS cb_body, c.state AS cb_state, c.attempts AS cb_attempts, \
+     c.next_attempt_at AS cb_next_attempt_at, c.give_up_at AS cb_give_up_at, \
+     c.last_error AS cb_last_error";
+
+/// The `cb_*` columns of a job or callback query; `None` when the job has no callback.
+pub(super) fn callback_from_row(row: &PgRow) -> StoreResult<Option<Callback>> {
+    let Some(id) = get::<Option<String>>(row, "cb_response_id")? else {
+        return Ok(None);
+    };
+    let whose = format!("callback {id}");
+    let state: String = get(row, "cb_state")?;
+    Ok(Some(Callback {
+        response_id: parse_response_id(&id)?,
+        developer_id: parse_app_id(&get::<String>(row, "cb_developer_id")?)?,
+        url: parse_callback_url(&get::<String>(row, "cb_url")?, &whose)?,
+        body: get(row, "cb_body")?,
+        state: parse_callback_state(&state)
+            .ok_or_else(|| corrupt(format_args!("{whose}: state {state:?}")))?,
+        attempts: to_u32(get(row, "cb_attempts")?, "callback attempts")?,
+        next_attempt_at: from_ms(get(row, "cb_next_attempt_at")?, "next_attempt_at")?,
+        give_up_at: from_ms(get(row, "cb_give_up_at")?, "give_up_at")?,
+        last_error: get(row, "cb_last_error")?,
+    }))
+}
+
+/// Claims the pending callbacks due (on the `callbacks_due` partial index): `$1` now, `$2` the
+/// end of the claim, `$3` the limit. Rows another node holds locked are skipped, not waited
+/// for; `due_at` is each one's `next_attempt_at` before the claim, to return them in due order.
+fn claim_sql() -> &'static str {
+    once_sql!(format!(
+        "WITH due AS (SELECT response_id, next_attempt_at FROM callbacks \
+             WHERE state = {} AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, response_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE callbacks c SET next_attempt_at = $2 FROM due \
+         WHERE c.response_id = due.response_id \
+         RETURNING {CALLBACK_COLUMNS}, due.next_attempt_at AS due_at",
+        callback_state_sql(Pending)
+    ))
+}
+
+/// When the next pending callback is due (on the `callbacks_due` partial index).
+fn next_callback_sql() -> &'static str {
+    once_sql!(format!(
+        "SELECT MIN(next_attempt_at) FROM callbacks WHERE state = {}",
+        callback_state_sql(Pending)
+    ))
+}
+
+/// Enqueues the callback of job `id`, inside the transaction that publishes the job.
+pub(super) async fn insert_callback(
+    tx: &mut Tx,
+    id: &ResponseId,
+    cb: &Callback,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO callbacks (response_id, developer_id, url, body, state, attempts, \
+         next_attempt_at, give_up_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id.as_str())
+    .bind(cb.developer_id.as_str())
+    .bind(cb.url.as_str())
+    .bind(&cb.body)
+    .bind(callback_state_text(cb.state))
+    .bind(i64::from(cb.attempts))
+    .bind(ms(cb.next_attempt_at))
+    .bind(ms(cb.give_up_at))
+    .bind(&cb.last_error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn claim_callbacks(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Callback>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(claim_sql())
+            .bind(ms(now))
+            .bind(ms(claim_until))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let due_at: i64 = get(row, "due_at")?;
+            if let Some(cb) = callback_from_row(row)? {
+                claimed.push((due_at, cb));
+            }
+        }
+        // RETURNING keeps no order: due order, as the claim chose them.
+        claimed.sort_by(|(a, x), (b, y)| {
+            (a, x.response_id.as_str()).cmp(&(b, y.response_id.as_str()))
+        });
+        Ok(claimed.into_iter().map(|(_, cb)| cb).collect())
+    }
+
+    async fn record_attempt(&self, id: &ResponseId, attempt: &Attempt) -> StoreResult<()> {
+        // Only a pending callback changes: a late report never reopens a settled one.
+        let query = match attempt {
+            Attempt::Delivered => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = NULL \
+                 WHERE response_id = $1 AND state = {}",
+                callback_state_sql(Delivered),
+                callback_state_sql(Pending)
+            )))
+            .bind(id.as_str()),
+            Attempt::Retry {
+                next_attempt_at,
+                error,
+            } => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = $2, \
+                 last_error = $3 WHERE response_id = $1 AND state = {}",
+                callback_state_sql(Pending)
+            )))
+            .bind(id.as_str())
+            .bind(ms(*next_attempt_at))
+            .bind(error.as_str()),
+            Attempt::GaveUp { error } => sqlx::query(once_sql!(format!(
+                "UPDATE callbacks SET state = {}, attempts = attempts + 1, last_error = $2 \
+                 WHERE response_id = $1 AND state = {}",
+                callback_state_sql(Failed),
+                callback_state_sql(Pending)
+            )))
+            .bind(id.as_str())
+            .bind(error.as_str()),
+        };
+        let done = query.execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM callbacks WHERE response_id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("callback {id}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool> {
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE callbacks SET state = {} WHERE response_id = $1 AND state = {}",
+            callback_state_sql(Superseded),
+            callback_state_sql(Pending)
+        )))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_callback_at(&self) -> StoreResult<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(next_callback_sql())
+            .fetch_one(&self.pool)
+            .await?;
+        opt_from_ms(next, "next_attempt_at")
+    }
+}
