@@ -425,13 +425,32 @@ mod tests {
         );
         assert_eq!(d.blob_dir(), PathBuf::from("./ccfs-data/files"));
 
+        assert_eq!(d.database_pool_size, 10);
+
+        // PostgreSQL, with its pool size; the password stays out of the debug form.
+        let pg = Config::load_with(None, |k| match k {
+            "CCFS_DATABASE_URL" => Some("postgres://ccfs:pw@db/ccfs".into()),
+            "CCFS_DATABASE_POOL_SIZE" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(matches!(pg.database_url(), DatabaseUrl::Postgres(_)));
+        assert_eq!(pg.database_pool_size, 3);
+        assert!(!format!("{pg:?}").contains("pw"));
         let e = Config::load_with(None, |k| {
-            (k == "CCFS_DATABASE_URL").then(|| "postgres://ccfs:pw@db/ccfs".into())
+            (k == "CCFS_DATABASE_POOL_SIZE").then(|| "0".into())
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("unsupported scheme \"postgres\""), "{e}");
-        assert!(e.contains("supported: sqlite://PATH"), "{e}");
+        assert!(e.contains("database_pool_size must be at least 1"), "{e}");
+
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_DATABASE_URL").then(|| "mysql://ccfs:pw@db/ccfs".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unsupported scheme \"mysql\""), "{e}");
+        assert!(e.contains("supported: sqlite://PATH, postgres://"), "{e}");
         assert!(!e.contains("pw"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

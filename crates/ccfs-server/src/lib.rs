@@ -13,7 +13,8 @@
 //! - [`model`] — the domain: developers, jobs, callbacks and idempotency keys, as types that
 //!   hold only valid values, and the rules that belong to them.
 //! - `store` — the durable state, as one async trait per concern (developers, records, job
-//!   queue, outbox, replay cache) and [`Store`] their sum, with its SQLite implementation.
+//!   queue, outbox, replay cache) and [`Store`] their sum, with its SQLite implementation (the
+//!   embedded default) and its PostgreSQL one (a database shared by several nodes).
 //! - `blobs` — the file store for finished zips, behind `object_store`.
 //! - `export` — the job runner: claim a job, stream records into CSV parts inside a zip,
 //!   upload, publish, enqueue the callback.

@@ -90,7 +90,7 @@ fn insert_sql() -> &'static str {
 }
 
 async fn insert_chunk(conn: &mut PgConnection, chunk: &[Record]) -> StoreResult<u64> {
-    let mut columns: Vec<Vec<&str>> = vec![Vec::with_capacity(chunk.len()); 19];
+    let mut columns: Vec<Vec<&str>> = (0..19).map(|_| Vec::with_capacity(chunk.len())).collect();
     let mut begins = Vec::with_capacity(chunk.len());
     let mut ends = Vec::with_capacity(chunk.len());
     for r in chunk {
