@@ -9,6 +9,31 @@ use jiff::Timestamp;
 use super::{StoreError, StoreResult};
 use crate::model::{CallbackState, CallbackUrl, JobState, TimeZoneName};
 
+// ---- records ----
+
+/// The column names both schemas give [`ccfs_protocol::record::TEXT_COLUMNS`], in the same order.
+pub(crate) const RECORD_TEXT_COLUMNS: [&str; 19] = [
+    "id",
+    "developer_id",
+    "account_id",
+    "agent_id",
+    "service_no",
+    "skill_id",
+    "call_id",
+    "op_type",
+    "op_object",
+    "op_cause",
+    "media_type",
+    "vdn_id",
+    "cc_id",
+    "agent_type",
+    "phone_no",
+    "call_in_out",
+    "location_id",
+    "logon_sn",
+    "skill_info_sn",
+];
+
 // ---- states ----
 
 /// How the schema writes each job state. The one place that maps them: statements that name a

@@ -14,32 +14,10 @@ use sqlx::{PgConnection, Row};
 use super::record_stream::RecordStream;
 use super::{settle, PgStore};
 use crate::model::RecordQuery;
+use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::convert::{corrupt, floor_second};
 use crate::store::versions::{sort_chunk, Version, Versions};
 use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
-
-/// The SQL names of [`ccfs_protocol::record::TEXT_COLUMNS`], in the same order.
-pub(super) const RECORD_TEXT_COLUMNS: [&str; 19] = [
-    "id",
-    "developer_id",
-    "account_id",
-    "agent_id",
-    "service_no",
-    "skill_id",
-    "call_id",
-    "op_type",
-    "op_object",
-    "op_cause",
-    "media_type",
-    "vdn_id",
-    "cc_id",
-    "agent_type",
-    "phone_no",
-    "call_in_out",
-    "location_id",
-    "logon_sn",
-    "skill_info_sn",
-];
 
 /// Records per INSERT statement: large enough that a statement's round trip is shared by many
 /// records, small enough that a conflicting chunk's lookup stays cheap.

@@ -6,9 +6,10 @@ use ccfs_protocol::Record;
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
-use super::row::{RecordRow, RECORD_TEXT_COLUMNS};
+use super::row::RecordRow;
 use super::{ceil_second, corrupt};
 use crate::model::RecordQuery;
+use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::StoreResult;
 
 /// Records per page of the export query (see [`record_page_sql`]).

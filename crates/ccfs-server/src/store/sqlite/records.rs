@@ -12,9 +12,10 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
 use super::record_stream::RecordStream;
-use super::row::{RecordRow, RECORD_TEXT_COLUMNS};
+use super::row::RecordRow;
 use super::{corrupt, floor_second, SqliteStore};
 use crate::model::RecordQuery;
+use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::versions::{sort_chunk, Versions};
 use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
 

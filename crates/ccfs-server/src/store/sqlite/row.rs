@@ -1,4 +1,4 @@
-//! One record as the `records` table holds it: the column list, the row type a query reads,
+//! One record as the `records` table holds it: the row type a query reads,
 //! and the stored version a new record is compared with. Shared by the import side
 //! ([`super::records`]) and the export stream ([`super::record_stream`]), so neither needs the
 //! other.
@@ -9,30 +9,7 @@ use super::from_second;
 pub(super) use crate::store::versions::Version;
 use crate::store::StoreResult;
 
-/// The SQL names of [`ccfs_protocol::record::TEXT_COLUMNS`], in the same order.
-pub(super) const RECORD_TEXT_COLUMNS: [&str; 19] = [
-    "id",
-    "developer_id",
-    "account_id",
-    "agent_id",
-    "service_no",
-    "skill_id",
-    "call_id",
-    "op_type",
-    "op_object",
-    "op_cause",
-    "media_type",
-    "vdn_id",
-    "cc_id",
-    "agent_type",
-    "phone_no",
-    "call_in_out",
-    "location_id",
-    "logon_sn",
-    "skill_info_sn",
-];
-
-/// One record of a [`record_page_sql`](super::record_stream::record_page_sql) page: the texts in [`RECORD_TEXT_COLUMNS`] order, then
+/// One record of a [`record_page_sql`](super::record_stream::record_page_sql) page: the texts in [`RECORD_TEXT_COLUMNS`](crate::store::convert::RECORD_TEXT_COLUMNS) order, then
 /// the times.
 #[derive(serde::Deserialize)]
 #[rustfmt::skip]

@@ -13,10 +13,10 @@ use sqlx::Row;
 
 use super::record_stream::record_page_sql;
 use super::records::stored_versions_sql;
-use super::row::RECORD_TEXT_COLUMNS;
 use super::*;
 use crate::model::{CallbackUrl, NewJob, RecordQuery, TimeZoneName};
 use crate::store::conformance;
+use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::{CreateJob, Developers, JobQueue, OnConflict, Records, StoreResult};
 
 /// A fresh database in its own temporary directory (kept alive with the store).
