@@ -24,6 +24,7 @@ pub mod replay;
 pub mod sqlite;
 
 mod convert;
+mod rows;
 mod versions;
 
 #[cfg(test)]

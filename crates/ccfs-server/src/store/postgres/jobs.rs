@@ -4,23 +4,19 @@
 //! other's claims and a dead node's job is taken over when its lease runs out.
 
 use async_trait::async_trait;
-use ccfs_protocol::{ResponseId, ZipFileName};
+use ccfs_protocol::ResponseId;
 use jiff::Timestamp;
-use sqlx::postgres::PgRow;
 use sqlx::Postgres;
 
-use super::outbox::{callback_from_row, insert_callback, CALLBACK_COLUMNS};
-use super::{get, settle, PgStore};
+use super::outbox::{insert_callback, CALLBACK_COLUMNS};
+use super::{settle, PgStore};
 use crate::model::idempotency::idempotency_cutoff;
 use crate::model::JobState::{Expired, Failed, Queued, Running, Succeeded};
-use crate::model::{
-    BodyHash, Callback, Idempotency, IdempotencyKey, Job, JobOutcome, NewJob, RecordQuery,
-};
+use crate::model::{Callback, Idempotency, Job, JobOutcome, NewJob};
 use crate::store::convert::{
-    corrupt, floor_second, from_ms, from_second, is_unique_violation, job_state_sql, ms, once_sql,
-    opt_from_ms, parse_app_id, parse_callback_url, parse_job_state, parse_response_id, parse_zone,
-    to_i64, to_u32, to_u64,
+    floor_second, is_unique_violation, job_state_sql, ms, once_sql, parse_response_id, to_i64,
 };
+use crate::store::rows::job_from_row;
 use crate::store::{CreateJob, JobQueue, StoreError, StoreResult};
 
 /// A job with its callback: the columns [`job_from_row`] reads.
@@ -33,74 +29,6 @@ fn job_select() -> &'static str {
          j.finished_at, j.expires_at, j.error, {CALLBACK_COLUMNS} \
          FROM jobs j LEFT JOIN callbacks c ON c.response_id = j.response_id"
     ))
-}
-
-fn job_from_row(row: &PgRow) -> StoreResult<Job> {
-    let id: String = get(row, "response_id")?;
-    let response_id = parse_response_id(&id)?;
-    let whose = format!("job {id}");
-    let file_name: String = get(row, "file_name")?;
-    let file_name = ZipFileName::parse(&file_name)
-        .ok_or_else(|| corrupt(format_args!("{whose}: file name {file_name:?}")))?;
-    let idempotency = match (
-        get::<Option<String>>(row, "idempotency_key")?,
-        get::<Option<String>>(row, "idempotency_hash")?,
-    ) {
-        (Some(key), Some(hash)) => Some(Idempotency {
-            key: IdempotencyKey::parse(&key)
-                .ok_or_else(|| corrupt(format_args!("{whose}: idempotency key {key:?}")))?,
-            body_hash: BodyHash::from_hex(&hash)
-                .ok_or_else(|| corrupt(format_args!("{whose}: body hash {hash:?}")))?,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(corrupt(format_args!(
-                "{whose}: idempotency key without hash"
-            )))
-        }
-    };
-    let state: String = get(row, "state")?;
-    let state =
-        parse_job_state(&state).ok_or_else(|| corrupt(format_args!("{whose}: state {state:?}")))?;
-    let outcome = match get::<Option<i64>>(row, "record_count")? {
-        None => None,
-        Some(record_count) => {
-            let missing = |c: &str| corrupt(format_args!("{whose}: {c} missing from the outcome"));
-            let need = |c: &str| get::<Option<i64>>(row, c)?.ok_or_else(|| missing(c));
-            Some(JobOutcome {
-                record_count: to_u64(record_count, "record_count")?,
-                file_count: to_u32(need("file_count")?, "file_count")?,
-                file_size: to_u64(need("file_size")?, "file_size")?,
-                sha256: get::<Option<String>>(row, "sha256")?.ok_or_else(|| missing("sha256"))?,
-                finished_at: from_ms(need("finished_at")?, "finished_at")?,
-                expires_at: from_ms(need("expires_at")?, "expires_at")?,
-            })
-        }
-    };
-    Ok(Job {
-        job: NewJob {
-            response_id,
-            file_name,
-            query: RecordQuery {
-                developer_id: parse_app_id(&get::<String>(row, "developer_id")?)?,
-                begin: from_second(get(row, "query_begin")?, "query_begin")?,
-                end: from_second(get(row, "query_end")?, "query_end")?,
-                account_id: get(row, "query_account_id")?,
-                agent_id: get(row, "query_agent_id")?,
-            },
-            callback_url: parse_callback_url(&get::<String>(row, "callback_url")?, &whose)?,
-            timezone: parse_zone(&get::<String>(row, "timezone")?, &whose)?,
-            csv_header: get(row, "csv_header")?,
-            created_at: from_ms(get(row, "created_at")?, "created_at")?,
-            idempotency,
-        },
-        state,
-        attempts: to_u32(get(row, "attempts")?, "attempts")?,
-        started_at: opt_from_ms(get(row, "started_at")?, "started_at")?,
-        outcome,
-        error: get(row, "error")?,
-        callback: callback_from_row(row)?,
-    })
 }
 
 async fn job_in<'c, E>(executor: E, id: &str) -> StoreResult<Option<Job>>

@@ -113,3 +113,21 @@ where
     row.try_get(column)
         .map_err(|e| corrupt(format_args!("column {column}: {e}")))
 }
+
+impl crate::store::rows::StoredRow for PgRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        get(self, column)
+    }
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        get(self, column)
+    }
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        get(self, column)
+    }
+    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
+        get(self, column)
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        get(self, column)
+    }
+}

@@ -4,15 +4,14 @@
 use async_trait::async_trait;
 use ccfs_protocol::ResponseId;
 use jiff::Timestamp;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    callback_state_sql, callback_state_text, corrupt, from_ms, get, ms, once_sql, opt_from_ms,
-    parse_app_id, parse_callback_state, parse_callback_url, parse_response_id, to_u32, SqliteStore,
+    callback_state_sql, callback_state_text, from_ms, ms, once_sql, opt_from_ms, SqliteStore,
 };
 use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
+use crate::store::rows::callback_from_row;
 use crate::store::{Outbox, StoreError, StoreResult};
 
 /// A callback: the `cb_*` columns [`callback_from_row`] reads, as the job query names them too.
@@ -21,27 +20,6 @@ const CALLBACK_SELECT: &str =
      url AS cb_url, body AS cb_body, state AS cb_state, attempts AS cb_attempts, \
      next_attempt_at AS cb_next_attempt_at, give_up_at AS cb_give_up_at, \
      last_error AS cb_last_error FROM callbacks";
-
-/// The `cb_*` columns of a job or callback query; `None` when the job has no callback.
-pub(super) fn callback_from_row(row: &SqliteRow) -> StoreResult<Option<Callback>> {
-    let Some(id) = get::<Option<String>>(row, "cb_response_id")? else {
-        return Ok(None);
-    };
-    let whose = format!("callback {id}");
-    let state: String = get(row, "cb_state")?;
-    Ok(Some(Callback {
-        response_id: parse_response_id(&id)?,
-        developer_id: parse_app_id(&get::<String>(row, "cb_developer_id")?)?,
-        url: parse_callback_url(&get::<String>(row, "cb_url")?, &whose)?,
-        body: get(row, "cb_body")?,
-        state: parse_callback_state(&state)
-            .ok_or_else(|| corrupt(format_args!("{whose}: state {state:?}")))?,
-        attempts: to_u32(get(row, "cb_attempts")?, "callback attempts")?,
-        next_attempt_at: from_ms(get(row, "cb_next_attempt_at")?, "next_attempt_at")?,
-        give_up_at: from_ms(get(row, "cb_give_up_at")?, "give_up_at")?,
-        last_error: get(row, "cb_last_error")?,
-    }))
-}
 
 /// Pending callbacks due (on the `callbacks_due` partial index): `?1` now, `?2` the limit.
 pub(super) fn due_callbacks_sql() -> &'static str {
