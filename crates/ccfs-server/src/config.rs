@@ -10,7 +10,7 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::TimeZoneName;
-pub use crate::urls::{BlobUrl, DatabaseUrl};
+pub use crate::urls::{BlobUrl, DatabaseUrl, S3Location};
 
 /// The server's configuration. Durations are whole seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,9 +25,20 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     /// Connections to PostgreSQL this process opens at most (an SQLite store ignores it).
     pub database_pool_size: u32,
-    /// `file:///ABSOLUTE/DIR` or a plain directory path; default `{data_dir}/files`. Other
-    /// schemes are refused.
+    /// `file:///ABSOLUTE/DIR`, a plain directory path, or `s3://BUCKET/PREFIX`; default
+    /// `{data_dir}/files`. Other schemes are refused.
     pub blob_url: Option<BlobUrl>,
+    /// S3 access key id (`AWS_ACCESS_KEY_ID`); an `s3://` file store only.
+    pub aws_access_key_id: Option<String>,
+    /// S3 secret access key (`AWS_SECRET_ACCESS_KEY`); never shown.
+    pub aws_secret_access_key: Option<Secret>,
+    /// S3 region (`AWS_REGION`); Garage's default is `garage`.
+    pub aws_region: Option<String>,
+    /// S3 endpoint of an S3-compatible store (`AWS_ENDPOINT_URL`), e.g. `http://127.0.0.1:3900`;
+    /// default AWS itself.
+    pub aws_endpoint_url: Option<url::Url>,
+    /// Allow a plain `http://` endpoint (`AWS_ALLOW_HTTP`).
+    pub aws_allow_http: bool,
     /// Serve plain HTTP: only behind a TLS-terminating balancer.
     pub plain_http: bool,
     /// PEM certificate chain and key; default a self-signed pair in the data directory.
@@ -93,6 +104,11 @@ impl Default for Config {
             database_url: None,
             database_pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
             blob_url: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_region: None,
+            aws_endpoint_url: None,
+            aws_allow_http: false,
             plain_http: false,
             tls_cert: None,
             tls_key: None,
@@ -121,6 +137,28 @@ impl Default for Config {
             default_timezone: TimeZoneName::utc(),
             secret_grace_secs: 86_400,
         }
+    }
+}
+
+/// A secret setting: shown as `Secret(…)`, handed out only by [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: for the client that needs it, never for a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
     }
 }
 
@@ -162,6 +200,11 @@ const KEYS: &[(&str, bool)] = &[
     ("database_url", true),
     ("database_pool_size", false),
     ("blob_url", true),
+    ("aws_access_key_id", true),
+    ("aws_secret_access_key", true),
+    ("aws_region", true),
+    ("aws_endpoint_url", true),
+    ("aws_allow_http", false),
     ("plain_http", false),
     ("tls_cert", true),
     ("tls_key", true),
@@ -222,7 +265,22 @@ impl Config {
         };
         for (key, is_string) in KEYS {
             let var = format!("CCFS_{}", key.to_ascii_uppercase());
-            let Some(raw) = env(&var) else { continue };
+            // The S3 keys also come from the variables every S3 tool reads (`AWS_REGION`, …);
+            // the `CCFS_` one wins when both are set.
+            let standard = key
+                .starts_with("aws_")
+                .then(|| key.to_ascii_uppercase())
+                .filter(|v| env(v).is_some());
+            let (var, raw) = match env(&var) {
+                Some(raw) => (var, raw),
+                None => match standard {
+                    Some(v) => {
+                        let raw = env(&v).unwrap_or_default();
+                        (v, raw)
+                    }
+                    None => continue,
+                },
+            };
             let value = if *is_string {
                 toml::Value::String(raw)
             } else {
@@ -288,13 +346,11 @@ impl Config {
             .unwrap_or_else(|| DatabaseUrl::in_data_dir(&self.data_dir))
     }
 
-    /// The directory of finished exports: `blob_url`, else `{data_dir}/files`.
-    pub fn blob_dir(&self) -> PathBuf {
-        let BlobUrl::Local(dir) = self
-            .blob_url
+    /// Where finished exports are kept: `blob_url`, else `{data_dir}/files`.
+    pub fn blob_url(&self) -> BlobUrl {
+        self.blob_url
             .clone()
-            .unwrap_or_else(|| BlobUrl::in_data_dir(&self.data_dir));
-        dir
+            .unwrap_or_else(|| BlobUrl::in_data_dir(&self.data_dir))
     }
 
     pub fn master_key_path(&self) -> PathBuf {
@@ -417,13 +473,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.database_url(), DatabaseUrl::Sqlite("/srv/ccfs.db".into()));
-        assert_eq!(c.blob_dir(), PathBuf::from("/srv/files"));
+        assert_eq!(c.blob_url(), BlobUrl::Local("/srv/files".into()));
         let d = Config::default();
         assert_eq!(
             d.database_url(),
             DatabaseUrl::Sqlite(PathBuf::from("./ccfs-data/ccfs.db"))
         );
-        assert_eq!(d.blob_dir(), PathBuf::from("./ccfs-data/files"));
+        assert_eq!(d.blob_url(), BlobUrl::Local("./ccfs-data/files".into()));
 
         assert_eq!(d.database_pool_size, 10);
 
@@ -452,12 +508,51 @@ mod tests {
         assert!(e.contains("unsupported scheme \"mysql\""), "{e}");
         assert!(e.contains("supported: sqlite://PATH, postgres://"), "{e}");
         assert!(!e.contains("pw"), "{e}");
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_BLOB_URL").then(|| "gs://bucket/exports".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unsupported scheme \"gs\""), "{e}");
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_file_the_standard_variables_and_ccfs_ones() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "blob_url = \"s3://bucket/exports\"\n").unwrap();
-        let e = Config::load_with(Some(&file), |_| None)
+        std::fs::write(
+            &file,
+            "blob_url = \"s3://ccfs/exports\"\naws_region = \"file-region\"\n\
+             aws_access_key_id = \"GKfile\"\naws_secret_access_key = \"file-secret\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with(Some(&file), |k| match k {
+            "AWS_REGION" => Some("garage".into()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:3900".into()),
+            "AWS_ALLOW_HTTP" => Some("true".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".into()),
+            "CCFS_AWS_SECRET_ACCESS_KEY" => Some("ccfs-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(
+            matches!(c.blob_url(), BlobUrl::S3(at) if at.bucket() == "ccfs" && at.prefix() == "exports")
+        );
+        assert_eq!(c.aws_region.as_deref(), Some("garage"));
+        assert_eq!(c.aws_access_key_id.as_deref(), Some("GKfile"));
+        assert_eq!(
+            c.aws_secret_access_key.as_ref().map(Secret::expose),
+            Some("ccfs-secret")
+        );
+        assert_eq!(
+            c.aws_endpoint_url.as_ref().map(url::Url::as_str),
+            Some("http://127.0.0.1:3900/")
+        );
+        assert!(c.aws_allow_http);
+        assert!(!format!("{c:?}").contains("ccfs-secret"), "{c:?}");
+        let e = Config::load_with(None, |k| (k == "AWS_ALLOW_HTTP").then(|| "sure".into()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unsupported scheme \"s3\""), "{e}");
+        assert!(e.contains("AWS_ALLOW_HTTP"), "{e}");
     }
 }

@@ -134,7 +134,10 @@ impl Fresh {
         if let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url() {
             fresh.note_database(&db);
         }
-        fresh.note(&config.blob_dir());
+        // A bucket, like a PostgreSQL database, is not created by a start.
+        if let crate::urls::BlobUrl::Local(dir) = config.blob_url() {
+            fresh.note(&dir);
+        }
         fresh.note(&config.work_dir());
         fresh
     }

@@ -50,6 +50,28 @@ impl fmt::Display for PostgresUrl {
 pub enum BlobUrl {
     /// `file://DIR` or a plain directory path: a local directory, created when missing.
     Local(PathBuf),
+    /// `s3://BUCKET/PREFIX`: objects under `PREFIX/` in an S3-compatible bucket (which must
+    /// exist), shared by any number of nodes.
+    S3(S3Location),
+}
+
+/// A bucket and a key prefix: where `s3://BUCKET/PREFIX` puts the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    bucket: String,
+    /// Without leading or trailing `/`; empty for the bucket's root.
+    prefix: String,
+}
+
+impl S3Location {
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key prefix, without leading or trailing `/`; empty for the bucket's root.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
 }
 
 /// The scheme of `url` (`postgres` in `postgres://…`), when it starts with one: a letter, then
@@ -81,15 +103,6 @@ pub fn redact(url: &str) -> String {
         Some(scheme) => format!("{scheme}://{rest}"),
         None => rest,
     }
-}
-
-/// The remark after the supported schemes for a scheme that is planned but not built yet.
-fn planned(scheme: &str, planned: &[(&str, &str)]) -> String {
-    planned
-        .iter()
-        .find(|(s, _)| s.eq_ignore_ascii_case(scheme))
-        .map(|(_, what)| format!(" ({what} is not supported yet)"))
-        .unwrap_or_default()
 }
 
 impl DatabaseUrl {
@@ -149,7 +162,7 @@ impl DatabaseUrl {
 
 impl BlobUrl {
     /// The schemes this server opens, as a message lists them.
-    pub const SUPPORTED: &'static str = "file://DIR or a plain directory path";
+    pub const SUPPORTED: &'static str = "file://DIR, a plain directory path, s3://BUCKET/PREFIX";
 
     /// Reads a `blob_url`; the error names the key, the URL (without secrets) and the supported
     /// schemes.
@@ -171,13 +184,57 @@ impl BlobUrl {
                 }
                 Ok(BlobUrl::Local(PathBuf::from(path)))
             }
-            Some(s) => Err(refuse(format!(
-                "unsupported scheme \"{s}\"{}",
-                planned(s, &[("s3", "S3")])
-            ))),
+            Some(s) if s.eq_ignore_ascii_case("s3") => Self::parse_s3(&url[s.len() + 3..])
+                .map(BlobUrl::S3)
+                .map_err(refuse),
+            Some(s) => Err(refuse(format!("unsupported scheme \"{s}\""))),
             None if url.trim().is_empty() => Err(refuse("empty".into())),
             None => Ok(BlobUrl::Local(PathBuf::from(url))),
         }
+    }
+
+    /// `BUCKET/PREFIX` of an `s3://` URL. Credentials belong in `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (or the configuration keys of the same names), never in the URL,
+    /// where they would end up in messages and process listings.
+    fn parse_s3(rest: &str) -> Result<S3Location, String> {
+        if rest.contains('@') {
+            return Err(
+                "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and \
+                        AWS_SECRET_ACCESS_KEY (or aws_access_key_id and aws_secret_access_key)"
+                    .into(),
+            );
+        }
+        if rest.contains(['?', '#']) {
+            return Err("options (?…) are not supported; the aws_* keys set the connection".into());
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // S3's bucket naming rules: 3–63 lower-case letters, digits, `-` and `.`, starting
+        // and ending with a letter or digit.
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid_bucket {
+            return Err(format!(
+                "\"{bucket}\" is not a bucket name (3-63 lower-case letters, digits, '-' or '.')"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|part| part.is_empty() && !prefix.is_empty())
+            || prefix.split('/').any(|part| part == "." || part == "..")
+        {
+            return Err(format!(
+                "\"{prefix}\" is not a key prefix (empty, . or .. parts)"
+            ));
+        }
+        Ok(S3Location {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// The default: `{data_dir}/files`.
@@ -213,6 +270,8 @@ impl fmt::Display for BlobUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlobUrl::Local(path) => write!(f, "{}", path.display()),
+            BlobUrl::S3(at) if at.prefix.is_empty() => write!(f, "s3://{}", at.bucket),
+            BlobUrl::S3(at) => write!(f, "s3://{}/{}", at.bucket, at.prefix),
         }
     }
 }
@@ -309,16 +368,43 @@ mod tests {
         assert_eq!(p("/srv/ccfs"), BlobUrl::Local("/srv/ccfs".into()));
         assert_eq!(p("files"), BlobUrl::Local("files".into()));
         assert_eq!(p("./a:b"), BlobUrl::Local("./a:b".into()));
-        let e = BlobUrl::parse("s3://AKIA:secret@bucket/prefix").unwrap_err();
-        assert_eq!(
-            e,
-            "blob_url \"s3://bucket/prefix\": unsupported scheme \"s3\" (S3 is not supported \
-             yet); supported: file://DIR or a plain directory path"
-        );
         let e = BlobUrl::parse("gs://bucket").unwrap_err();
         assert!(e.contains("unsupported scheme \"gs\";"), "{e}");
         assert!(BlobUrl::parse("").is_err());
         assert!(BlobUrl::parse("file://").is_err());
+    }
+
+    #[test]
+    fn s3_urls_name_a_bucket_and_a_prefix_and_never_credentials() {
+        let s3 = |u: &str| match BlobUrl::parse(u) {
+            Ok(BlobUrl::S3(at)) => (at.bucket().to_owned(), at.prefix().to_owned()),
+            other => panic!("{u}: {other:?}"),
+        };
+        assert_eq!(s3("s3://ccfs-exports"), ("ccfs-exports".into(), "".into()));
+        assert_eq!(s3("s3://ccfs-exports/"), ("ccfs-exports".into(), "".into()));
+        assert_eq!(
+            s3("S3://b.example/a/b/"),
+            ("b.example".into(), "a/b".into())
+        );
+        assert_eq!(
+            BlobUrl::parse("s3://bkt/cluster/one").unwrap().to_string(),
+            "s3://bkt/cluster/one"
+        );
+        let e = BlobUrl::parse("s3://AKIAX:pw-xyzzy@bucket/prefix").unwrap_err();
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        assert!(!e.contains("xyzzy") && !e.contains("AKIAX"), "{e}");
+        for bad in [
+            "s3://",
+            "s3://B",
+            "s3://Upper/x",
+            "s3://-b-/x",
+            "s3://bkt/a//b",
+            "s3://bkt/../x",
+        ] {
+            let e = BlobUrl::parse(bad).unwrap_err();
+            assert!(e.contains("supported: file://DIR"), "{bad}: {e}");
+        }
+        assert!(BlobUrl::parse("s3://bkt/x?region=y").is_err());
     }
 
     #[test]
