@@ -13,12 +13,21 @@
 //! child process that runs only the export (`peak_rss_mib` in the JSON line). It prints a
 //! summary for people and one JSON line for scripts.
 //!
-//! Run: `cargo bench -p ccfs-server --bench export`
+//! It runs on the embedded default (SQLite and a local directory) and, in the same run, on the
+//! cluster's engines when they are given: `CCFS_BENCH_POSTGRES_URL` names a PostgreSQL server
+//! where a fresh database is created for the run (and dropped after), `CCFS_BENCH_S3_URL` an
+//! `s3://BUCKET/PREFIX` reached with the `AWS_*` variables (`eval "$(scripts/garage start)"` sets
+//! them for a local Garage); a last table puts the setups side by side.
+//!
+//! Run: `cargo bench -p ccfs-server --bench export`, or on all engines:
+//! `eval "$(scripts/garage start)"; CCFS_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1/test
+//! CCFS_BENCH_S3_URL=$CCFS_TEST_S3_URL cargo bench -p ccfs-server --bench export`
 
 use std::error::Error;
 use std::time::Instant;
 
 use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
+use ccfs_server::config::{BlobUrl, DatabaseUrl};
 use ccfs_server::model::{Developer, RecordQuery, Role, TimeZoneName};
 use ccfs_server::{build_zip, Blobs, Built, Config, OnConflict, Store, Stored, ZipSettings};
 use futures::StreamExt;
@@ -248,7 +257,15 @@ async fn export_once(
 async fn child(data_dir: &str) -> Result<(), Box<dyn Error>> {
     let config = Config {
         data_dir: data_dir.into(),
-        ..Config::default()
+        database_url: std::env::var(CHILD_DATABASE_ENV)
+            .ok()
+            .map(|u| DatabaseUrl::parse(&u))
+            .transpose()?,
+        blob_url: std::env::var(CHILD_BLOB_ENV)
+            .ok()
+            .map(|u| BlobUrl::parse(&u))
+            .transpose()?,
+        ..s3_settings()?
     };
     let store = ccfs_server::open_store(&config.database_url(), config.database_pool_size).await?;
     let (built, _, build, upload) = export_once(store.as_ref(), &config).await?;
@@ -261,12 +278,13 @@ async fn child(data_dir: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Runs [`child`] in a fresh copy of this program.
-fn run_child(data_dir: &std::path::Path) -> Result<serde_json::Value, Box<dyn Error>> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, data_dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
+/// Runs [`child`] in a fresh copy of this program, on the store and file store of `config`.
+fn run_child(config: &Config) -> Result<serde_json::Value, Box<dyn Error>> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.env(CHILD_ENV, &config.data_dir)
+        .env(CHILD_DATABASE_ENV, String::from(config.database_url()))
+        .env(CHILD_BLOB_ENV, String::from(config.blob_url()));
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err(format!("the export child process failed: {}", out.status).into());
     }
@@ -278,8 +296,58 @@ fn run_child(data_dir: &std::path::Path) -> Result<serde_json::Value, Box<dyn Er
     Ok(serde_json::from_str(last)?)
 }
 
-/// Set in the child process to the data directory to export from.
+/// Set in the child process to the data directory to export from, and to its store and file
+/// store.
 const CHILD_ENV: &str = "CCFS_BENCH_CHILD_DATA_DIR";
+const CHILD_DATABASE_ENV: &str = "CCFS_BENCH_CHILD_DATABASE_URL";
+const CHILD_BLOB_ENV: &str = "CCFS_BENCH_CHILD_BLOB_URL";
+
+/// The `aws_*` settings from the `AWS_*` variables (and nothing else from the environment).
+fn s3_settings() -> Result<Config, Box<dyn Error>> {
+    Ok(Config::load_with(None, |k| {
+        std::env::var(k).ok().filter(|_| k.starts_with("AWS_"))
+    })?)
+}
+
+/// A database created for the run on the server `CCFS_BENCH_POSTGRES_URL` names; dropped when
+/// the run ends.
+struct FreshDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    async fn create(admin: &str) -> Result<Self, Box<dyn Error>> {
+        use sqlx::Connection;
+        let name = format!("ccfs_bench_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let mut url = url::Url::parse(admin)?;
+        url.set_path(&name);
+        Ok(Self {
+            admin: admin.to_owned(),
+            name,
+            url: url.into(),
+        })
+    }
+
+    async fn drop_now(self) -> Result<(), Box<dyn Error>> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -290,10 +358,75 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(v) => v.trim().replace('_', "").parse()?,
         Err(_) => DEFAULT_RECORDS,
     };
+    let mut results = vec![run("sqlite + local files", n, None, None).await?];
+    let pg = std::env::var("CCFS_BENCH_POSTGRES_URL").ok();
+    let s3 = std::env::var("CCFS_BENCH_S3_URL").ok();
+    if let Some(admin) = &pg {
+        let db = FreshDatabase::create(admin).await?;
+        let blob = match &s3 {
+            Some(url) => Some(BlobUrl::parse(&format!(
+                "{}/bench-{}",
+                url.trim_end_matches('/'),
+                hex::encode(rand::random::<[u8; 4]>())
+            ))?),
+            None => None,
+        };
+        let label = if s3.is_some() {
+            "postgresql + s3"
+        } else {
+            "postgresql + local files"
+        };
+        let result = run(label, n, Some(DatabaseUrl::parse(&db.url)?), blob).await;
+        db.drop_now().await?;
+        results.push(result?);
+    }
+    if results.len() > 1 {
+        let base = &results[0];
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+        println!(
+            "\nside by side ({n} records; ratios against {}):",
+            base["setup"]
+        );
+        println!(
+            "  {:<26} {:>12} {:>8} {:>12} {:>8} {:>14}",
+            "setup", "insert rec/s", "ratio", "export rec/s", "ratio", "peak RSS MiB"
+        );
+        for r in &results {
+            println!(
+                "  {:<26} {:>12.0} {:>7.2}x {:>12.0} {:>7.2}x {:>14.1}",
+                r["setup"].as_str().unwrap_or(""),
+                f(r, "insert_records_per_sec"),
+                f(r, "insert_records_per_sec") / f(base, "insert_records_per_sec").max(1.0),
+                f(r, "fresh_process_records_per_sec"),
+                f(r, "fresh_process_records_per_sec")
+                    / f(base, "fresh_process_records_per_sec").max(1.0),
+                f(r, "peak_rss_mib"),
+            );
+        }
+    } else {
+        eprintln!(
+            "(set CCFS_BENCH_POSTGRES_URL and CCFS_BENCH_S3_URL to compare the cluster's engines \
+             in the same run)"
+        );
+    }
+    Ok(())
+}
+
+/// The whole benchmark on one setup: the embedded default when `database` and `blob` are
+/// `None`. Prints its summary and JSON line, and returns the JSON.
+async fn run(
+    setup: &str,
+    n: u64,
+    database: Option<DatabaseUrl>,
+    blob: Option<BlobUrl>,
+) -> Result<serde_json::Value, Box<dyn Error>> {
+    eprintln!("== {setup}");
     let dir = tempfile::tempdir()?;
     let config = Config {
         data_dir: dir.path().to_owned(),
-        ..Config::default()
+        database_url: database,
+        blob_url: blob,
+        ..s3_settings()?
     };
     let store = ccfs_server::open_store(&config.database_url(), config.database_pool_size).await?;
     let app_id = AppId::parse(APP_ID).ok_or("bad app id")?;
@@ -366,7 +499,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     eprintln!("exporting again in a fresh process ...");
-    let fresh = run_child(dir.path())?;
+    let fresh = run_child(&config)?;
     let fresh_peak_kib = fresh["peak_rss_kib"].as_u64().unwrap_or(0);
     let fresh_secs = fresh["seconds"].as_f64().unwrap_or(0.0);
 
@@ -383,7 +516,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let cpus = std::thread::available_parallelism().map_or(0, |p| p.get());
     println!(
-        "export benchmark: {} records, {} CSV parts, deflate level {}, {cpus} CPUs",
+        "export benchmark on {setup}: {} records, {} CSV parts, deflate level {}, {cpus} CPUs",
         built.record_count, built.file_count, config.compression_level
     );
     line("insert", n, insert, "");
@@ -411,6 +544,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     let json = serde_json::json!({
         "bench": "export",
+        "setup": setup,
         "records": built.record_count,
         "files": built.file_count,
         "compression_level": config.compression_level,
@@ -434,5 +568,5 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "insert_records_per_sec": rate(n, insert.wall),
     });
     println!("{json}");
-    Ok(())
+    Ok(json)
 }

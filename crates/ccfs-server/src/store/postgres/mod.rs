@@ -15,6 +15,7 @@
 //! - Exports page through the export index inside one `REPEATABLE READ READ ONLY` transaction,
 //!   so an export sees one snapshot and holds one page in memory (see [`record_stream`]).
 
+mod copy_in;
 mod developers;
 mod jobs;
 mod outbox;

@@ -1,8 +1,9 @@
 //! The records part of the PostgreSQL store: one row of `records` per `(developer_id, id)`,
-//! imported in multi-row statements (one array a column, unnested: 21 bound values a chunk
-//! whatever its size) and compared with the stored versions only where an insert left a record
-//! out, with the same rules as the SQLite store ([`crate::store::versions`]). Exports read them
-//! through [`super::record_stream`].
+//! imported with COPY ([`super::copy_in`]) while every record is new, and otherwise in
+//! multi-row statements (one array a column, unnested: 21 bound values a chunk whatever its
+//! size) compared with the stored versions only where an insert left a record out, with the
+//! same rules as the SQLite store ([`crate::store::versions`]). Exports read them through
+//! [`super::record_stream`].
 
 use async_trait::async_trait;
 use ccfs_protocol::Record;
@@ -11,6 +12,7 @@ use futures::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use super::copy_in::copy_chunk;
 use super::record_stream::RecordStream;
 use super::{settle, PgStore};
 use crate::model::RecordQuery;
@@ -165,6 +167,12 @@ impl Records for PgStore {
             // unique index entries until this transaction ends, so what is read here stays true.
             let mut versions = Versions::new();
             for (n, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
+                // All new: copied, and done. Else nothing of the chunk went in, and the
+                // statements below sort it out.
+                if let Some(copied) = copy_chunk(&mut tx, &record_columns(), chunk).await? {
+                    outcome.inserted += copied;
+                    continue;
+                }
                 let inserted = insert_chunk(&mut tx, chunk).await?;
                 outcome.inserted += inserted;
                 if inserted == chunk.len() as u64 {
