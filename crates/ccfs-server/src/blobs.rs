@@ -18,7 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
 
 use crate::config::{BlobUrl, Config, S3Location};
 
@@ -63,11 +63,19 @@ pub struct Blobs {
 /// Upload part size; memory per upload stays around a few of these.
 const PART: usize = 8 * 1024 * 1024;
 
+/// Read size of a local file being uploaded.
+const READ: usize = 1024 * 1024;
+
 impl Blobs {
     /// The store the configuration names: a local directory (created when missing) or an S3
     /// bucket (which must exist; [`Blobs::ping`] tells whether it answers).
     pub fn open(config: &Config) -> Result<Self, BlobError> {
-        let store: Arc<dyn ObjectStore> = match config.blob_url() {
+        Self::open_url(&config.blob_url(), config)
+    }
+
+    /// The store `url` names, with the S3 settings of `config` (`ccfs migrate-store` opens two).
+    pub fn open_url(url: &BlobUrl, config: &Config) -> Result<Self, BlobError> {
+        let store: Arc<dyn ObjectStore> = match url.clone() {
             BlobUrl::Local(dir) => {
                 std::fs::create_dir_all(&dir).map_err(|error| BlobError::Dir {
                     path: dir.clone(),
@@ -90,8 +98,8 @@ impl Blobs {
         Ok(Self { store })
     }
 
-    /// Whether the file store answers (for `/readyz`): a look-up of a name no file has, which
-    /// a reachable store with valid credentials answers "not found".
+    /// Whether the file store answers (for `/readyz` and at start): a look-up of a name no file
+    /// has, which a reachable store with valid credentials answers "not found".
     pub async fn ping(&self) -> Result<(), BlobError> {
         match self
             .store
@@ -109,10 +117,46 @@ impl Blobs {
 
     /// Uploads a local file under `name`, hashing it on the way.
     pub async fn put_file(&self, name: &ZipFileName, file: &Path) -> Result<Stored, BlobError> {
-        let mut src = tokio::fs::File::open(file).await?;
+        let src = tokio::fs::File::open(file).await?;
+        let chunks = ReaderStream::with_capacity(src, READ).map_err(BlobError::from);
+        self.put_stream(name, chunks).await
+    }
+
+    /// Copies the file `name` of `src` into this store, hashing it on the way.
+    pub async fn copy_from(&self, src: &Blobs, name: &ZipFileName) -> Result<Stored, BlobError> {
+        let chunks = src.get(name, None).await?;
+        self.put_stream(name, chunks).await
+    }
+
+    /// The size and SHA-256 of a stored file, read back whole; `None` when no file is stored
+    /// under `name`.
+    pub async fn digest(&self, name: &ZipFileName) -> Result<Option<Stored>, BlobError> {
+        let mut chunks = match self.get(name, None).await {
+            Ok(chunks) => chunks,
+            Err(BlobError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = chunks.try_next().await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        Ok(Some(Stored {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        }))
+    }
+
+    /// Uploads `chunks` under `name` in parts, hashing them; an upload that fails is aborted.
+    async fn put_stream(
+        &self,
+        name: &ZipFileName,
+        chunks: impl futures::Stream<Item = Result<Bytes, BlobError>>,
+    ) -> Result<Stored, BlobError> {
         let upload = self.store.put_multipart(&Self::key(name)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        match copy_hashing(&mut src, &mut writer).await {
+        match copy_hashing(chunks, &mut writer).await {
             Ok(stored) => {
                 writer.finish().await?;
                 Ok(stored)
@@ -158,24 +202,20 @@ impl Blobs {
     }
 }
 
-/// Copies `src` into an upload, hashing on the way; at most two parts are in flight, so memory
-/// stays a few parts whatever the file's size.
+/// Copies `chunks` into an upload, hashing on the way; at most two parts are in flight, so
+/// memory stays a few parts whatever the file's size.
 async fn copy_hashing(
-    src: &mut tokio::fs::File,
+    chunks: impl futures::Stream<Item = Result<Bytes, BlobError>>,
     writer: &mut WriteMultipart,
 ) -> Result<Stored, BlobError> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = src.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.try_next().await? {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
         writer.wait_for_capacity(2).await?;
-        writer.write(&buf[..n]);
+        writer.write(&chunk);
     }
     Ok(Stored {
         size,
@@ -210,7 +250,20 @@ fn s3_client(
     if config.aws_allow_http {
         b = b.with_allow_http(true);
     }
-    b.build()
+    // object_store retries a failed request for up to three minutes by default; a download or
+    // an upload may keep that, but a store that does not answer must show within seconds in
+    // /readyz and in requests, and a connection that cannot be made must fail fast.
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..object_store::RetryConfig::default()
+    };
+    b.with_retry(retry)
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(5)),
+        )
+        .build()
 }
 
 #[cfg(test)]
@@ -279,6 +332,32 @@ mod tests {
         blobs.delete(&name).await.unwrap();
     }
 
+    /// A file copied from one store to another arrives whole, and its digest says so; a file
+    /// that is not there has no digest.
+    async fn copy_and_digest(from: &Blobs, to: &Blobs, scratch: &Path) {
+        let name = name(3);
+        let data: Vec<u8> = (0..(PART as u32 + 12_345))
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let src = scratch.join("copy.bin");
+        std::fs::write(&src, &data).unwrap();
+        let put = from.put_file(&name, &src).await.unwrap();
+        assert_eq!(to.digest(&name).await.unwrap(), None);
+        assert_eq!(to.copy_from(from, &name).await.unwrap(), put);
+        assert_eq!(to.digest(&name).await.unwrap(), Some(put));
+        assert_eq!(read(to, &name, None).await, data);
+        assert!(matches!(
+            to.copy_from(from, &name_missing()).await,
+            Err(BlobError::NotFound(_))
+        ));
+        from.delete(&name).await.unwrap();
+        to.delete(&name).await.unwrap();
+    }
+
+    fn name_missing() -> ZipFileName {
+        name(99)
+    }
+
     #[tokio::test]
     async fn local_directory_store() {
         let dir = tempfile::tempdir().unwrap();
@@ -289,6 +368,8 @@ mod tests {
         let blobs = Blobs::open(&config).unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        let other = Blobs::open_url(&BlobUrl::Local(dir.path().join("other")), &config).unwrap();
+        copy_and_digest(&blobs, &other, dir.path()).await;
     }
 
     /// The same on an S3-compatible store: needs one (`scripts/garage` starts Garage and prints
@@ -303,6 +384,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        // Both ways between a local directory and the bucket (what migrate-store does).
+        let local = Blobs::open_url(&BlobUrl::Local(dir.path().join("local")), &config).unwrap();
+        copy_and_digest(&local, &blobs, dir.path()).await;
+        copy_and_digest(&blobs, &local, dir.path()).await;
 
         // A store that cannot be reached, and credentials the store refuses, fail the ping.
         let wrong_key = Config {

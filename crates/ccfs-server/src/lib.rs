@@ -21,6 +21,8 @@
 //! - `callback` — the outbox delivery loop: signed POSTs, retried with backoff.
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
 //! - `retention` — deletes expired files and housekeeping rows.
+//! - `migrate` — moves an embedded installation's store and files to a cluster's
+//!   (`ccfs migrate-store`), table by table through `store::transfer`.
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
 //! - `state` — what every handler and loop shares.
 //! - `files` — the private key file and the quiet removal of work files.
@@ -45,6 +47,7 @@ mod files;
 mod http;
 mod ingest;
 mod isolate;
+mod migrate;
 pub mod model;
 mod retention;
 mod server;
@@ -58,6 +61,9 @@ pub use blobs::{BlobError, Blobs, Stored};
 pub use config::{Config, ConfigError};
 pub use export::{build_zip, Built, ZipSettings};
 pub use ingest::{Ingest, IngestError};
+pub use migrate::{
+    migrate_store, FilesCount, MigrateError, MigratePlan, MigrateReport, Progress, TableCount,
+};
 pub use server::{Core, RunningServer, ServerError};
 pub use store::{
     open as open_store, InsertOutcome, OnConflict, Store, StoreError, MAX_CONFLICTS_LISTED,

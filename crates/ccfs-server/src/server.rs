@@ -47,6 +47,12 @@ pub enum ServerError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    /// The file store does not answer at start.
+    #[error(
+        "cannot reach the file store {url} (blob_url): {error}; check the endpoint \
+         (aws_endpoint_url / AWS_ENDPOINT_URL), the credentials and that the bucket exists"
+    )]
+    FileStore { url: String, error: String },
     /// The data directory cannot be created or written.
     #[error(
         "cannot use the data directory {}: {error}; choose a directory this user can write \
@@ -229,6 +235,9 @@ impl Core {
     }
 }
 
+/// How long the start waits for the file store to answer.
+const FILE_STORE_CHECK: Duration = Duration::from_secs(30);
+
 /// Requests in flight get this long to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -299,6 +308,19 @@ impl RunningServer {
             Some(crate::tls::setup(&config)?)
         };
         let core = Core::open(config).await?;
+        // A bucket that cannot be reached (a wrong endpoint, key or bucket name) stops the
+        // start, as an unreachable database does, rather than failing every export later.
+        let reach = tokio::time::timeout(FILE_STORE_CHECK, core.blobs.ping()).await;
+        if let Some(error) = match reach {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {}s", FILE_STORE_CHECK.as_secs())),
+        } {
+            return Err(ServerError::FileStore {
+                url: core.config.blob_url().to_string(),
+                error,
+            });
+        }
         let state = Arc::new(AppState {
             config: core.config.clone(),
             store: core.store,

@@ -243,6 +243,20 @@ impl BlobUrl {
     }
 }
 
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(url: &str) -> Result<Self, String> {
+        Self::parse(url)
+    }
+}
+
+impl std::str::FromStr for BlobUrl {
+    type Err = String;
+    fn from_str(url: &str) -> Result<Self, String> {
+        Self::parse(url)
+    }
+}
+
 impl TryFrom<String> for DatabaseUrl {
     type Error = String;
     fn try_from(url: String) -> Result<Self, String> {

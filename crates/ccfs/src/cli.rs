@@ -44,6 +44,7 @@ pub enum Command {
     App(AppArgs),
     Import(ImportArgs),
     Simulate(SimulateArgs),
+    MigrateStore(MigrateStoreArgs),
     Demo(DemoArgs),
     Client(Box<crate::cmd::client::args::ClientArgs>),
 }
@@ -270,6 +271,47 @@ impl From<OnConflictArg> for ccfs_protocol::messages::OnConflict {
             OnConflictArg::Replace => Self::Replace,
         }
     }
+}
+
+/// `ccfs migrate-store`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Move an embedded installation (SQLite, local files) to a cluster's PostgreSQL and file store",
+    after_help = "\
+Copies every table of the SQLite store (developers with their sealed secret keys, records, jobs,
+callbacks, idempotency keys, the replay cache) into the PostgreSQL database, then the file of
+every finished export from --blobs-from to --blobs-to. Each row is checked in the target after
+it is written and each file against the SHA-256 its export recorded.
+
+Safe to run again: what the target already holds is kept, not overwritten or copied twice, and
+everything is checked again; a run that was cut short goes on where it stopped. Stop the
+embedded server first (or run again after stopping it) so nothing it writes stays behind.
+
+The cluster's nodes must use this installation's master key, which sealed the secret keys:
+  CCFS_MASTER_KEY=$(cat ccfs-data/master.key)
+S3 settings for an s3:// file store come from the configuration and the AWS_* variables.
+
+Examples:
+  ccfs migrate-store --from sqlite://ccfs-data/ccfs.db --to postgres://ccfs:pw@db/ccfs
+  ccfs migrate-store --from sqlite://ccfs-data/ccfs.db --to postgres://ccfs:pw@db/ccfs \\
+      --blobs-from ccfs-data/files --blobs-to s3://ccfs-exports/prod"
+)]
+pub struct MigrateStoreArgs {
+    /// The embedded store to move: sqlite://PATH.
+    #[arg(long, value_name = "URL")]
+    pub from: ccfs_server::config::DatabaseUrl,
+    /// The cluster's store: postgres://USER:PASSWORD@HOST:PORT/DATABASE (it must exist).
+    #[arg(long, value_name = "URL")]
+    pub to: ccfs_server::config::DatabaseUrl,
+    /// The embedded file store: its directory (ccfs-data/files by default) or file://DIR.
+    #[arg(long, value_name = "DIR|URL", requires = "blobs_to")]
+    pub blobs_from: Option<ccfs_server::config::BlobUrl>,
+    /// The cluster's file store: s3://BUCKET/PREFIX (or a shared directory).
+    #[arg(long, value_name = "URL", requires = "blobs_from")]
+    pub blobs_to: Option<ccfs_server::config::BlobUrl>,
+    /// Print the outcome as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ccfs import`.

@@ -1,5 +1,5 @@
 //! Progress bars on stderr, drawn only when stderr is a terminal: piped or redirected output
-//! stays quiet.
+//! stays quiet; and the one way the commands write a count (`1,234,567`).
 
 use std::io::IsTerminal;
 
@@ -38,4 +38,17 @@ pub fn bar(label: String, total: u64) -> ProgressBar {
     }
     bar.set_message(label);
     bar
+}
+
+/// `1234567` as `1,234,567`: how every command writes a count for people.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod records;
 pub mod replay;
 pub mod sqlite;
+pub mod transfer;
 
 mod convert;
 mod rows;

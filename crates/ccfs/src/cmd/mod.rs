@@ -5,6 +5,7 @@ mod app;
 pub(crate) mod client;
 mod demo;
 mod import;
+mod migrate_store;
 mod serve;
 mod simulate;
 
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::App(args) => app::run(config, args).await,
         Command::Import(args) => import::run(config, args).await,
         Command::Simulate(args) => simulate::run(config, args).await,
+        Command::MigrateStore(args) => migrate_store::run(config, args).await,
         Command::Client(_) | Command::Demo(_) => unreachable!("handled above"),
     }
 }

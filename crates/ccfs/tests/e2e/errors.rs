@@ -450,6 +450,36 @@ fn an_unreachable_postgres_database_fails_the_start_without_its_password() {
 }
 
 #[test]
+fn an_unreachable_s3_file_store_fails_the_start_with_what_to_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Port 1 on the loopback: nothing listens there, so every attempt is refused at once.
+    let out = ccfs_in(
+        dir.path(),
+        &[
+            ("CCFS_BLOB_URL", "s3://ccfs-exports/prod"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "garage"),
+            ("AWS_ACCESS_KEY_ID", "GK0000"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t-never-shown"),
+        ],
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let stderr = fails(
+        &out,
+        1,
+        &[
+            "cannot reach the file store s3://ccfs-exports/prod (blob_url)",
+            "check the endpoint (aws_endpoint_url / AWS_ENDPOINT_URL), the credentials and that \
+             the bucket exists",
+        ],
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    // What the start created (data directory, certificate, master key) is removed again.
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
 fn a_database_url_with_an_unsupported_scheme_is_refused_without_its_password() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = ccfs_in(
@@ -478,17 +508,17 @@ fn a_blob_url_with_an_unsupported_scheme_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = ccfs_in(
         dir.path(),
-        &[("CCFS_BLOB_URL", "s3://exports/ccfs")],
+        &[("CCFS_BLOB_URL", "gs://exports/ccfs")],
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"],
     );
     fails(
         &out,
         1,
         &[
-            "blob_url \"s3://exports/ccfs\": unsupported scheme \"s3\" (S3 is not supported yet); \
-             supported: file://DIR or a plain directory path",
+            "blob_url \"gs://exports/ccfs\": unsupported scheme \"gs\"; \
+             supported: file://DIR, a plain directory path, s3://BUCKET/PREFIX",
         ],
     );
-    // No `s3:` folder, no data directory.
+    // No `gs:` folder, no data directory.
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }

@@ -28,7 +28,7 @@ use crate::store::{CreateJob, OnConflict, Store};
 /// 2024-05-01T00:00:00Z.
 pub(crate) const BASE: i64 = 1_714_521_600;
 
-fn at_ms(ms: i64) -> Timestamp {
+pub(crate) fn at_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).expect("valid test time")
 }
 
@@ -48,7 +48,7 @@ fn rid(n: u8) -> ResponseId {
     ResponseId::from_bytes([n; 16])
 }
 
-fn developer(app_id: &str, accounts: &[&str]) -> Developer {
+pub(crate) fn developer(app_id: &str, accounts: &[&str]) -> Developer {
     Developer {
         app_id: app(app_id),
         name: format!("{app_id} name"),
@@ -64,7 +64,7 @@ fn developer(app_id: &str, accounts: &[&str]) -> Developer {
     }
 }
 
-fn record(dev: &str, id: &str, begin: i64, account: &str, agent: &str) -> Record {
+pub(crate) fn record(dev: &str, id: &str, begin: i64, account: &str, agent: &str) -> Record {
     Record {
         id: id.into(),
         developer_id: dev.into(),
@@ -90,7 +90,7 @@ fn record(dev: &str, id: &str, begin: i64, account: &str, agent: &str) -> Record
     }
 }
 
-fn query(
+pub(crate) fn query(
     dev: &str,
     begin: i64,
     end: i64,
@@ -164,12 +164,12 @@ pub(crate) async fn created(store: &Arc<dyn Store>, job: &NewJob) {
     );
 }
 
-async fn job(store: &Arc<dyn Store>, id: &ResponseId) -> Job {
+pub(crate) async fn job(store: &Arc<dyn Store>, id: &ResponseId) -> Job {
     store.job(id).await.expect("read job").expect("job exists")
 }
 
 /// Creates, claims and finishes a job; returns it with the callback it enqueued.
-async fn finished_job(
+pub(crate) async fn finished_job(
     store: &Arc<dyn Store>,
     id: u8,
     next_ms: i64,
@@ -197,7 +197,7 @@ async fn finished_job(
     (j, cb)
 }
 
-async fn collect(store: &Arc<dyn Store>, q: RecordQuery) -> Vec<Record> {
+pub(crate) async fn collect(store: &Arc<dyn Store>, q: RecordQuery) -> Vec<Record> {
     store
         .stream_records(q)
         .try_collect()

@@ -24,7 +24,7 @@ mod records;
 mod replay;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 
@@ -66,6 +66,13 @@ impl PgStore {
         // The migrator takes an advisory lock, so nodes starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PgStore { pool })
+    }
+}
+
+impl PgStore {
+    /// The pool, for a transfer into this store ([`crate::store::transfer`]).
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 

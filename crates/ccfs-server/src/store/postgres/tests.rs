@@ -9,7 +9,7 @@
 //! migrations and every statement land there), dropped again when the test ends.
 
 // The module's name puts "postgres" in every test's name, which `.ci/run` selects on.
-mod postgres_conformance {
+pub(crate) mod postgres_conformance {
     use std::sync::Arc;
 
     use sqlx::postgres::PgConnectOptions;
@@ -21,7 +21,7 @@ mod postgres_conformance {
     const URL_VAR: &str = "CCFS_TEST_POSTGRES_URL";
 
     /// Drops the test's schema when the test ends, passed or not.
-    pub(super) struct Schema {
+    pub(crate) struct Schema {
         options: PgConnectOptions,
         name: String,
     }
@@ -74,7 +74,7 @@ mod postgres_conformance {
     }
 
     /// A new, empty schema, and options whose connections use it.
-    pub(super) async fn fresh_schema() -> (Schema, PgConnectOptions) {
+    pub(crate) async fn fresh_schema() -> (Schema, PgConnectOptions) {
         let options = test_options();
         let name = format!("ccfs_test_{}", hex::encode(rand::random::<[u8; 8]>()));
         let mut conn = options

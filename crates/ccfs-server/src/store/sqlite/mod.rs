@@ -140,6 +140,11 @@ impl SqliteStore {
         Ok(SqliteStore { reader, writer })
     }
 
+    /// The reading connections, for a transfer of the whole store ([`crate::store::transfer`]).
+    pub(in crate::store) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// A write transaction that holds the write lock from its first statement.
     async fn begin_immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)

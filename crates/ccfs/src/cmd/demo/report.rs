@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::tally::OpCount;
 use super::Step;
+use crate::progress::count;
 
 /// The summary: printed for people, or as one JSON object with `--json`.
 #[derive(Serialize)]
@@ -43,19 +44,6 @@ pub(super) struct Report {
     pub(super) total_ms: u64,
 }
 
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl Report {
     pub(super) fn text(&self) -> String {
         use std::fmt::Write as _;
@@ -84,8 +72,8 @@ impl Report {
                 self.agents_simulated,
                 self.day,
                 self.seed,
-                thousands(self.records_simulated),
-                thousands(self.records_imported)
+                count(self.records_simulated),
+                count(self.records_imported)
             )?;
             writeln!(
                 s,
@@ -101,7 +89,7 @@ impl Report {
                 s,
                 "  file            {}, {} bytes, {} CSV file(s)",
                 self.file_name,
-                thousands(self.file_size),
+                count(self.file_size),
                 self.csv_files.len()
             )?;
             writeln!(
@@ -112,9 +100,9 @@ impl Report {
             writeln!(
                 s,
                 "  records         {} CSV rows = {} reported by the server = {} simulated",
-                thousands(self.csv_rows),
-                thousands(self.record_count),
-                thousands(self.records_simulated)
+                count(self.csv_rows),
+                count(self.record_count),
+                count(self.records_simulated)
             )?;
             writeln!(s, "  agents          {}", self.agents)?;
             writeln!(
@@ -130,7 +118,7 @@ impl Report {
                     "  {:>7}  {:<18} {:>9}",
                     op.op_type,
                     op.name,
-                    thousands(op.count)
+                    count(op.count)
                 )?;
             }
             writeln!(s)?;
