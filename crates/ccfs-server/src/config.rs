@@ -61,7 +61,8 @@ pub struct Config {
     pub max_span_secs: u64,
     /// Jobs queued or running per developer before generate answers 0300009.
     pub max_active_jobs: u32,
-    /// Downloads in progress per developer before download answers 0300008.
+    /// Downloads in progress per developer before download answers 0300008, counted across
+    /// every node on the database (each node should be given the same value).
     pub max_downloads: u32,
     /// Rows per CSV part.
     pub rows_per_file: u64,
@@ -69,7 +70,10 @@ pub struct Config {
     pub compression_level: u32,
     /// Export jobs run at once by this process; 0 makes an API-only node.
     pub export_workers: u32,
-    /// How long a claimed job stays claimed without renewal (crash takeover time).
+    /// How long a claimed job stays claimed without renewal (crash takeover time). Also the
+    /// lease of a download slot: a node that dies mid-download stops counting against its
+    /// developer's `max_downloads` this long after its last renewal (live nodes renew every
+    /// third of it).
     pub job_lease_secs: u64,
     /// Claims of a job (crashes included) before it is marked failed.
     pub job_max_attempts: u32,

@@ -13,11 +13,14 @@
 //! - [`model`] — the domain: developers, jobs, callbacks and idempotency keys, as types that
 //!   hold only valid values, and the rules that belong to them.
 //! - `store` — the durable state, as one async trait per concern (developers, records, job
-//!   queue, outbox, replay cache) and [`Store`] their sum, with its SQLite implementation (the
-//!   embedded default) and its PostgreSQL one (a database shared by several nodes).
+//!   queue, outbox, replay cache, download slots) and [`Store`] their sum, with its SQLite
+//!   implementation (the embedded default) and its PostgreSQL one (a database shared by
+//!   several nodes).
 //! - `blobs` — the file store for finished zips, behind `object_store`.
 //! - `export` — the job runner: claim a job, stream records into CSV parts inside a zip,
 //!   upload, publish, enqueue the callback.
+//! - `download_slots` — flow control of downloads across the cluster: slots in the store, under
+//!   leases this node renews.
 //! - `callback` — the outbox delivery loop: signed POSTs, retried with backoff.
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
 //! - `retention` — deletes expired files and housekeeping rows.
@@ -42,6 +45,7 @@
 mod blobs;
 mod callback;
 pub mod config;
+mod download_slots;
 mod export;
 mod files;
 mod http;

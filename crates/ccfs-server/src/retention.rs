@@ -1,6 +1,6 @@
 //! Expiry: deletes the files of jobs older than the retention period, then marks the jobs
 //! expired (in that order, so a crash between the two only repeats a harmless delete), and
-//! purges expired replay-cache and idempotency rows.
+//! purges expired replay-cache and idempotency rows, and download slots whose lease has ended.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,11 @@ pub async fn sweep(state: &AppState) -> Result<u64, String> {
         }
     }
     state.store.purge(now).await.map_err(|e| e.to_string())?;
+    state
+        .store
+        .purge_downloads(now)
+        .await
+        .map_err(|e| e.to_string())?;
     metrics::counter!("ccfs_expired_files_total").increment(deleted);
     Ok(deleted)
 }

@@ -4,7 +4,8 @@
 //!
 //! On shutdown the listener stops accepting, requests in flight get a grace period, and each
 //! loop finishes or gives back what it holds (an export worker releases its job to the queue),
-//! so nothing is lost and nothing waits for a lease to run out when a node stops cleanly.
+//! so nothing is lost and nothing waits for a lease to run out when a node stops cleanly: once
+//! the listener is done, the node's download slots are released too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::Blobs;
 use crate::config::Config;
-use crate::state::{AppState, DownloadSlots};
+use crate::download_slots::DownloadSlots;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::tenants::Tenants;
 use crate::tls::TlsSetup;
@@ -275,6 +277,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     listener: JoinHandle<std::io::Result<()>>,
     loops: Vec<JoinHandle<()>>,
+    /// The download slots' renewal loop, and what stops it.
+    renewal: (CancellationToken, JoinHandle<()>),
 }
 
 impl RunningServer {
@@ -321,6 +325,9 @@ impl RunningServer {
                 error,
             });
         }
+        let node_id = node_id();
+        let downloads =
+            DownloadSlots::new(core.store.clone(), node_id.clone(), core.config.job_lease());
         let state = Arc::new(AppState {
             config: core.config.clone(),
             store: core.store,
@@ -328,9 +335,9 @@ impl RunningServer {
             tenants: core.tenants,
             wake_exports: Arc::new(Notify::new()),
             wake_callbacks: Arc::new(Notify::new()),
-            downloads: DownloadSlots::default(),
+            downloads,
             metrics: metrics_handle(),
-            node_id: node_id(),
+            node_id,
         });
 
         let local_addr = listener.local_addr()?;
@@ -358,6 +365,11 @@ impl RunningServer {
             shutdown.clone(),
         ));
         loops.push(crate::retention::spawn(state.clone(), shutdown.clone()));
+        // Download slots are renewed until the last download has ended, which is after the
+        // other loops stop: a stop token of their own, fired once the listener is done.
+        let stop_renewal = CancellationToken::new();
+        let renewal =
+            crate::download_slots::spawn_renewal(state.downloads.clone(), stop_renewal.clone());
         tracing::info!(addr = %local_addr, node = %state.node_id, "ccfs serving");
         Ok(Self {
             local_addr,
@@ -367,6 +379,7 @@ impl RunningServer {
             shutdown,
             listener,
             loops,
+            renewal: (stop_renewal, renewal),
         })
     }
 
@@ -401,6 +414,14 @@ impl RunningServer {
             Err(e) => tracing::warn!("listener task: {e}"),
             Ok(Ok(())) => {}
         }
+        // No request is left streaming: this node's download slots go now rather than at the
+        // end of their leases.
+        let (stop_renewal, renewal) = self.renewal;
+        stop_renewal.cancel();
+        if let Err(e) = renewal.await {
+            tracing::warn!("the download slots' renewal ended badly: {e}");
+        }
+        self.state.downloads.release_all().await;
         tracing::info!("ccfs stopped");
     }
 }

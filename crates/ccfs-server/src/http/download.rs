@@ -82,9 +82,11 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
         .filter(|j| j.job.developer_id() == &signed.developer.app_id && j.job.file_name == name)
         .and_then(|j| j.file_at(now).cloned())
         .ok_or(HttpError::from(ResultCode::FileNotFound))?;
+    // Counted across every node on the database; a store that cannot answer is a 0300500.
     let slot = state
         .downloads
         .acquire(signed.developer.app_id.as_str(), state.config.max_downloads)
+        .await?
         .ok_or(HttpError::from(ResultCode::DownloadFlowControl))?;
 
     let size = outcome.file_size;
@@ -149,7 +151,7 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
         }
     }
     // The slot lives as long as the body stream: until the last byte is sent or the client
-    // goes away.
+    // goes away; its drop then releases it in the store (see `crate::download_slots`).
     let body = Body::from_stream(stream.map(move |chunk| {
         let _held = &slot;
         if let (Ok(bytes), Some(left)) = (&chunk, to_send.as_mut()) {

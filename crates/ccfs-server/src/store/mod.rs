@@ -1,4 +1,4 @@
-//! The store: the server's durable state, as five parts, one per concern, so that the server
+//! The store: the server's durable state, as six parts, one per concern, so that the server
 //! runs the same on the embedded SQLite default and on a shared database, and so that code (and
 //! its test fakes) can ask for only the part it uses:
 //!
@@ -9,6 +9,7 @@
 //! - [`Outbox`] — finished jobs' callbacks: claim the due ones, record each attempt.
 //! - [`Replay`] — the replay cache of accepted signatures, and the purge of it and of old
 //!   idempotency keys.
+//! - [`Downloads`] — the download slots of every node (flow control), under leases.
 //!
 //! [`Store`] is their sum, implemented by [`sqlite`] (the embedded default) and [`postgres`]
 //! (a database shared by several nodes); both pass the same conformance suite. Every method is one atomic step: a job is claimed, finished or
@@ -16,6 +17,7 @@
 //! loses nothing. The values the store holds are the domain model's ([`crate::model`]).
 
 pub mod developers;
+pub mod downloads;
 pub mod jobs;
 pub mod outbox;
 pub mod postgres;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use developers::Developers;
+pub use downloads::{DownloadSlotId, Downloads};
 pub use jobs::{CreateJob, JobQueue};
 pub use outbox::Outbox;
 pub use records::{InsertOutcome, OnConflict, Records, MAX_CONFLICTS_LISTED};
@@ -64,7 +67,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The whole store: every part, and whether it answers at all.
 #[async_trait]
-pub trait Store: Developers + Records + JobQueue + Outbox + Replay {
+pub trait Store: Developers + Records + JobQueue + Outbox + Replay + Downloads {
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -577,19 +577,6 @@ async fn download_and_status_codes_and_ownership() {
     );
 }
 
-/// A record whose every column is as long as the SPEC allows: ~575 bytes of CSV.
-fn fat_record(i: usize, dev: &str) -> Value {
-    let s = |c: char, n: usize| c.to_string().repeat(n);
-    json!({
-        "id": format!("fat{i:029}"), "developer_id": dev, "account_id": s('a', 64),
-        "agent_id": format!("{:032}", i % 100), "service_no": s('s', 25), "skill_id": s('k', 25),
-        "call_id": s('c', 25), "begin_time": "2024-05-01 10:00:00", "end_time": "2024-05-01 10:05:00",
-        "op_type": s('4', 20), "op_object": s('o', 20), "op_cause": s('u', 20), "media_type": s('m', 20),
-        "vdn_id": s('v', 20), "cc_id": s('1', 20), "agent_type": s('t', 20), "phone_no": s('p', 32),
-        "callIn_out": s('i', 20), "location_id": s('l', 20), "logon_sn": s('n', 25), "skillInfo_sn": s('q', 25)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_flow_control() {
     // One download at a time; no compression, so the zip is big enough (~17 MB) that it

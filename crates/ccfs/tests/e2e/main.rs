@@ -11,6 +11,9 @@ mod codes;
 mod durability;
 mod export;
 
+// Several nodes on one PostgreSQL database.
+mod cluster_flow;
+
 // The `ccfs` command.
 mod cli;
 mod cli_client;

@@ -7,6 +7,7 @@
 //! which is what the stores promise to round-trip.
 
 pub(crate) mod developers;
+pub(crate) mod downloads;
 pub(crate) mod jobs;
 pub(crate) mod outbox;
 pub(crate) mod records;
@@ -298,6 +299,10 @@ macro_rules! conformance_tests {
             store_callbacks => outbox::callbacks,
             store_callbacks_superseded => outbox::superseded,
             store_replay_and_purge => replay::replay_and_purge,
+            store_downloads_limit_and_release => downloads::limit_and_release,
+            store_downloads_expired_lease_frees => downloads::expired_lease_frees,
+            store_downloads_renewal => downloads::renewal,
+            store_downloads_release_all_and_purge => downloads::release_all_and_purge,
         );
         // Several worker threads, so that concurrent claims really race.
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,6 +310,12 @@ macro_rules! conformance_tests {
         async fn store_concurrency() {
             let (_guard, store) = $fresh().await;
             $crate::store::conformance::concurrency(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
+        async fn store_downloads_concurrent_acquires() {
+            let (_guard, store) = $fresh().await;
+            $crate::store::conformance::downloads::concurrent_acquires(store).await;
         }
     };
     // The attributes travel as one token tree, expanded one test at a time.

@@ -1,9 +1,9 @@
 //! The PostgreSQL implementation of [`Store`]: for several `ccfs serve` nodes on one shared
 //! database (SPEC section 11). One file per part of the store, like the SQLite one:
 //! [`developers`], [`records`] (with [`record_stream`] for exports), [`jobs`], [`outbox`],
-//! [`replay`]; this one holds the connection pool and what the parts share. Values are
-//! converted exactly as in the SQLite store ([`crate::store::convert`]): times are BIGINT unix
-//! milliseconds, record times BIGINT unix seconds, with the same precision.
+//! [`replay`], [`downloads`]; this one holds the connection pool and what the parts share.
+//! Values are converted exactly as in the SQLite store ([`crate::store::convert`]): times are
+//! BIGINT unix milliseconds, record times BIGINT unix seconds, with the same precision.
 //!
 //! Concurrency choices, for many processes on one database:
 //! - A job or a callback is claimed with `FOR UPDATE SKIP LOCKED` under a lease (a job's
@@ -11,12 +11,14 @@
 //!   neither waits for the other's transaction.
 //! - Accepting a job takes a transaction-scoped advisory lock on its developer first, so that
 //!   the count of the developer's active jobs and its idempotency keys are checked and written
-//!   by one node at a time, across the cluster.
+//!   by one node at a time, across the cluster. Taking a download slot does the same, on a
+//!   lock of its own (see [`downloads`]).
 //! - Exports page through the export index inside one `REPEATABLE READ READ ONLY` transaction,
 //!   so an export sees one snapshot and holds one page in memory (see [`record_stream`]).
 
 mod copy_in;
 mod developers;
+mod downloads;
 mod jobs;
 mod outbox;
 mod record_stream;

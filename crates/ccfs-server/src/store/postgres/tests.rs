@@ -158,3 +158,48 @@ mod postgres_nodes {
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), 40, "none twice");
     }
 }
+
+mod postgres_download_slots {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::super::PgStore;
+    use super::postgres_conformance::fresh_schema;
+    use crate::store::conformance::BASE;
+    use crate::store::Downloads;
+
+    /// Two nodes (two stores, two pools) taking one developer's download slots at once hold no
+    /// more than the limit between them: the per-developer advisory lock serialises the count
+    /// across connections, not only within a pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs PostgreSQL: set CCFS_TEST_POSTGRES_URL and pass --include-ignored"]
+    async fn postgres_two_nodes_share_the_download_limit() {
+        const MAX: u32 = 2;
+        let (_schema, options) = fresh_schema().await;
+        let a = Arc::new(
+            PgStore::open_with(options.clone(), 6)
+                .await
+                .expect("node a"),
+        );
+        let b = Arc::new(PgStore::open_with(options, 6).await.expect("node b"));
+        let now = jiff::Timestamp::from_millisecond(BASE * 1000).expect("time");
+        let until = jiff::Timestamp::from_millisecond(BASE * 1000 + 60_000).expect("time");
+        let mut tasks = Vec::new();
+        for (i, node) in [a, b].into_iter().enumerate() {
+            for _ in 0..20 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    node.acquire_download("dev1", &format!("node{i}"), MAX, now, until)
+                        .await
+                }));
+            }
+        }
+        let mut got = HashSet::new();
+        for t in tasks {
+            if let Some(id) = t.await.expect("task").expect("acquire") {
+                assert!(got.insert(id), "one slot given twice");
+            }
+        }
+        assert_eq!(got.len(), MAX as usize);
+    }
+}

@@ -1,8 +1,8 @@
 //! The SQLite implementation of [`Store`]: the embedded default, one database file in the data
 //! directory, with one writing connection and a pool of reading ones (see [`SqliteStore`]). One
 //! file per part of the store: [`developers`], [`records`] (with [`record_stream`] for exports),
-//! [`jobs`], [`outbox`], [`replay`]; this one holds the connections, the conversions they share
-//! and the one mapping of the state enums to SQL.
+//! [`jobs`], [`outbox`], [`replay`], [`downloads`]; this one holds the connections, the
+//! conversions they share and the one mapping of the state enums to SQL.
 //!
 //! Durability and concurrency choices:
 //! - WAL journal with `synchronous=FULL`: a commit is on disk when the call returns, readers
@@ -24,6 +24,7 @@
 //! are truncated on write.
 
 mod developers;
+mod downloads;
 mod jobs;
 mod outbox;
 mod record_stream;

@@ -9,6 +9,8 @@
 //!   environment ([`TestServer::create_app`], [`TestServer::ccfs`]). [`Env`] runs `ccfs`
 //!   commands that need no server in a fresh data directory; [`ccfs_command`] is the bare
 //!   binary, without the caller's `CCFS_*` variables.
+//! - [`cluster`]: [`Cluster`] runs several `ccfs serve` nodes on one fresh PostgreSQL database
+//!   ([`PgDatabase`], dropped at the end), one master key and one file store.
 //! - [`client`]: [`Client`] sends auth-v2 signed requests for one developer ([`App`]); [`Opts`]
 //!   changes how a request is signed or sent (signed headers, timestamp precision, tampering, …);
 //!   [`Resp`] is an answer read whole.
@@ -24,6 +26,7 @@
 //! refused as replays with `CCFS_REPLAY=refuse`.
 
 pub mod client;
+pub mod cluster;
 pub mod receiver;
 pub mod server;
 pub mod wire;
@@ -32,6 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use ccfs_protocol::paths::{DOWNLOAD, GENERATE, IMPORT, STATUS};
 pub use client::*;
+pub use cluster::*;
 pub use receiver::*;
 pub use reqwest::StatusCode;
 pub use server::*;

@@ -1,7 +1,7 @@
 //! The wire, as tests check it: the request envelope and exact checks of the answer envelopes
-//! ([`success_data`], [`assert_error`]); records, CSV, zip and files ([`record`], [`csv_rows`],
-//! [`unzip`], [`sha256_hex`], [`today_in`]); and polling ([`wait_until`], [`wait_some`]), since
-//! tests never assert on a fixed sleep.
+//! ([`success_data`], [`assert_error`]); records, CSV, zip and files ([`record`],
+//! [`fat_record`], [`csv_rows`], [`unzip`], [`sha256_hex`], [`today_in`]); and polling
+//! ([`wait_until`], [`wait_some`]), since tests never assert on a fixed sleep.
 
 use std::future::Future;
 use std::io::Read;
@@ -119,6 +119,21 @@ pub fn record(id: &str, developer_id: &str, begin_time: &str, end_time: &str) ->
         "media_type": "5", "vdn_id": "1", "cc_id": "1", "agent_type": "4",
         "phone_no": "88880001", "callIn_out": "0", "location_id": "0", "logon_sn": "1",
         "skillInfo_sn": ""
+    })
+}
+
+/// A record whose every column is as long as the SPEC allows: ~575 bytes of CSV. Tens of
+/// thousands of them, exported without compression, make a file too big to sit in socket
+/// buffers, so a download whose body is not read stays in progress.
+pub fn fat_record(i: usize, dev: &str) -> Value {
+    let s = |c: char, n: usize| c.to_string().repeat(n);
+    json!({
+        "id": format!("fat{i:029}"), "developer_id": dev, "account_id": s('a', 64),
+        "agent_id": format!("{:032}", i % 100), "service_no": s('s', 25), "skill_id": s('k', 25),
+        "call_id": s('c', 25), "begin_time": "2024-05-01 10:00:00", "end_time": "2024-05-01 10:05:00",
+        "op_type": s('4', 20), "op_object": s('o', 20), "op_cause": s('u', 20), "media_type": s('m', 20),
+        "vdn_id": s('v', 20), "cc_id": s('1', 20), "agent_type": s('t', 20), "phone_no": s('p', 32),
+        "callIn_out": s('i', 20), "location_id": s('l', 20), "logon_sn": s('n', 25), "skillInfo_sn": s('q', 25)
     })
 }
 
