@@ -20,9 +20,11 @@
 //!   upload, publish, enqueue the callback.
 //! - `callback` — the outbox delivery loop: signed POSTs, retried with backoff.
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
+//! - `pause` — how the background loops pause after a store error and go on.
 //! - `retention` — deletes expired files and housekeeping rows.
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
 //! - `state` — what every handler and loop shares.
+//! - `node` — the node's name, which leases, metrics and log lines carry.
 //! - `files` — the private key file and the quiet removal of work files.
 //!
 //! # The public surface
@@ -46,6 +48,8 @@ mod http;
 mod ingest;
 mod isolate;
 pub mod model;
+mod node;
+mod pause;
 mod retention;
 mod server;
 mod state;

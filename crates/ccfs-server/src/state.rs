@@ -24,8 +24,9 @@ pub struct AppState {
     pub wake_callbacks: Arc<Notify>,
     pub downloads: DownloadSlots,
     pub metrics: PrometheusHandle,
-    /// This process's name in job leases.
-    pub node_id: String,
+    /// This node's name ([`Config::node_name`]): the owner of its job leases, the `node` label
+    /// of its metrics.
+    pub node_name: String,
 }
 
 /// Counts downloads in progress per developer (flow control, 0300008). Per process: each node
