@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn the_node_name_is_configured_or_host_and_pid() {
-        let c = Config::load_with(None, |k| (k == "CCFS_NODE_NAME").then(|| "ccfs-a".into()))
-            .unwrap();
+        let c =
+            Config::load_with(None, |k| (k == "CCFS_NODE_NAME").then(|| "ccfs-a".into())).unwrap();
         assert_eq!(c.node_name(), "ccfs-a");
         let d = Config::load_with(None, |_| None).unwrap();
         assert_eq!(d.node_name(), crate::node::default_name());

@@ -175,7 +175,10 @@ where
         while !shutdown.is_cancelled() {
             let now = Timestamp::now();
             let lease_until = later(now, self.config.job_lease());
-            let claimed = self.store.claim_job(&self.node_name, now, lease_until).await;
+            let claimed = self
+                .store
+                .claim_job(&self.node_name, now, lease_until)
+                .await;
             if claimed.is_ok() {
                 claim_errors.succeeded("export worker");
             }
