@@ -12,11 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ccfs_protocol::ZipFileName;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{ClientConfigKey, GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
@@ -258,12 +258,13 @@ fn s3_client(
         retry_timeout: std::time::Duration::from_secs(20),
         ..object_store::RetryConfig::default()
     };
-    b.with_retry(retry)
-        .with_client_options(
-            object_store::ClientOptions::new()
-                .with_connect_timeout(std::time::Duration::from_secs(5)),
-        )
-        .build()
+    let connect_timeout = AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout);
+    if b.get_config_value(&connect_timeout).is_none() {
+        // Set key by key: `with_client_options` would drop what the variables set (such as
+        // `AWS_ALLOW_HTTP`).
+        b = b.with_config(connect_timeout, "5s");
+    }
+    b.with_retry(retry).build()
 }
 
 #[cfg(test)]

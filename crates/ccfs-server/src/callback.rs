@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::isolate::isolated;
 use crate::model::{Attempt, Callback};
+use crate::pause::ErrorPause;
 use crate::state::AppState;
 
 /// Callbacks claimed per round.
@@ -76,12 +77,23 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // A store error (the database is down) pauses the loop, longer after each failure, and
+        // the loop goes on: the outbox is in the store, so nothing waits anywhere else meanwhile.
+        let mut errors = ErrorPause::default();
         loop {
             let claimed = match round(&state, &client).await {
-                Ok(n) => n,
+                Ok(n) => {
+                    errors.succeeded("callback delivery");
+                    n
+                }
                 Err(e) => {
-                    tracing::warn!("callback outbox: {e}");
-                    0
+                    let pause = errors.failed();
+                    tracing::warn!(retry_in = ?pause, "callback outbox: {e}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
                 }
             };
             // A full batch means more may be due at once; fewer, that the outbox is drained.

@@ -70,6 +70,10 @@ pub struct Config {
     pub compression_level: u32,
     /// Export jobs run at once by this process; 0 makes an API-only node.
     pub export_workers: u32,
+    /// This node's name in job leases, metrics (`node` label) and log lines; default
+    /// `HOSTNAME-PID` (see [`Config::node_name`]). Unique among the nodes sharing a database:
+    /// two nodes of one name would take each other's job leases for their own.
+    pub node_name: Option<String>,
     /// How long a claimed job stays claimed without renewal (crash takeover time). Also the
     /// lease of a download slot: a node that dies mid-download stops counting against its
     /// developer's `max_downloads` this long after its last renewal (live nodes renew every
@@ -128,6 +132,7 @@ impl Default for Config {
             rows_per_file: 100_000,
             compression_level: 6,
             export_workers: 1,
+            node_name: None,
             job_lease_secs: 60,
             job_max_attempts: 3,
             retention_secs: 7 * 86_400,
@@ -224,6 +229,7 @@ const KEYS: &[(&str, bool)] = &[
     ("rows_per_file", false),
     ("compression_level", false),
     ("export_workers", false),
+    ("node_name", true),
     ("job_lease_secs", false),
     ("job_max_attempts", false),
     ("retention_secs", false),
@@ -335,6 +341,9 @@ impl Config {
         if self.database_pool_size == 0 {
             return bad("database_pool_size must be at least 1".into());
         }
+        if let Some(name) = &self.node_name {
+            crate::node::check(name).map_err(ConfigError::Invalid)?;
+        }
         if let Some(k) = &self.master_key {
             if k.len() != 64 || hex::decode(k).is_err() {
                 return bad("master_key must be 64 hex characters".into());
@@ -361,6 +370,13 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// This node's name: `node_name`, else `HOSTNAME-PID` (the same all through a process).
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .unwrap_or_else(crate::node::default_name)
     }
 
     /// Scratch space for exports being written.
@@ -466,6 +482,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("lisen"));
+    }
+
+    #[test]
+    fn the_node_name_is_configured_or_host_and_pid() {
+        let c =
+            Config::load_with(None, |k| (k == "CCFS_NODE_NAME").then(|| "ccfs-a".into())).unwrap();
+        assert_eq!(c.node_name(), "ccfs-a");
+        let d = Config::load_with(None, |_| None).unwrap();
+        assert_eq!(d.node_name(), crate::node::default_name());
+        let e = Config::load_with(None, |k| (k == "CCFS_NODE_NAME").then(|| "a b".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node_name"), "{e}");
     }
 
     #[test]

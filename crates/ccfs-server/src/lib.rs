@@ -23,11 +23,13 @@
 //!   leases this node renews.
 //! - `callback` — the outbox delivery loop: signed POSTs, retried with backoff.
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
+//! - `pause` — how the background loops pause after a store error and go on.
 //! - `retention` — deletes expired files and housekeeping rows.
 //! - `migrate` — moves an embedded installation's store and files to a cluster's
 //!   (`ccfs migrate-store`), table by table through `store::transfer`.
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
 //! - `state` — what every handler and loop shares.
+//! - `node` — the node's name, which leases, metrics and log lines carry.
 //! - `files` — the private key file and the quiet removal of work files.
 //!
 //! # The public surface
@@ -53,6 +55,8 @@ mod ingest;
 mod isolate;
 mod migrate;
 pub mod model;
+mod node;
+mod pause;
 mod retention;
 mod server;
 mod state;

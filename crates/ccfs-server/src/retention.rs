@@ -52,7 +52,10 @@ pub async fn sweep(state: &AppState) -> Result<u64, String> {
     Ok(deleted)
 }
 
-/// Sweeps every `retention_interval_secs` until `shutdown`.
+/// Sweeps every `retention_interval_secs` until `shutdown`. A sweep that fails (the database or
+/// the file store is down) is logged and the loop goes on: the interval is its pause (minutes, so
+/// an outage costs a line per interval), and what it did not sweep waits in the store for the
+/// next one.
 pub fn spawn(state: Arc<AppState>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = Duration::from_secs(state.config.retention_interval_secs.max(1));

@@ -244,11 +244,19 @@ const FILE_STORE_CHECK: Duration = Duration::from_secs(30);
 const GRACE: Duration = Duration::from_secs(10);
 
 /// The process-wide metrics recorder (the `metrics` facade has one global recorder).
-fn metrics_handle() -> PrometheusHandle {
+///
+/// Every series carries the node's name as the global label `node`, rather than one
+/// `ccfs_node_info{node=…}` series: a dashboard or alert over several nodes then sums or splits
+/// any metric by node without a join, and the name is the one the node's leases and log lines
+/// carry, so a metric leads straight to the log lines. The recorder is built once, by the first
+/// server a process starts, so it carries that server's name; `ccfs serve` starts one.
+fn metrics_handle(node: &str) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .add_global_label("node", node)
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
@@ -256,14 +264,6 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-fn node_id() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        hex::encode(rand::random::<[u8; 4]>())
-    )
 }
 
 /// A server that is listening and running its background loops.
@@ -325,9 +325,12 @@ impl RunningServer {
                 error,
             });
         }
-        let node_id = node_id();
-        let downloads =
-            DownloadSlots::new(core.store.clone(), node_id.clone(), core.config.job_lease());
+        let node_name = core.config.node_name();
+        let downloads = DownloadSlots::new(
+            core.store.clone(),
+            node_name.clone(),
+            core.config.job_lease(),
+        );
         let state = Arc::new(AppState {
             config: core.config.clone(),
             store: core.store,
@@ -336,8 +339,8 @@ impl RunningServer {
             wake_exports: Arc::new(Notify::new()),
             wake_callbacks: Arc::new(Notify::new()),
             downloads,
-            metrics: metrics_handle(),
-            node_id,
+            metrics: metrics_handle(&node_name),
+            node_name,
         });
 
         let local_addr = listener.local_addr()?;
@@ -370,7 +373,7 @@ impl RunningServer {
         let stop_renewal = CancellationToken::new();
         let renewal =
             crate::download_slots::spawn_renewal(state.downloads.clone(), stop_renewal.clone());
-        tracing::info!(addr = %local_addr, node = %state.node_id, "ccfs serving");
+        tracing::info!(addr = %local_addr, node = %state.node_name, "ccfs serving");
         Ok(Self {
             local_addr,
             tls,

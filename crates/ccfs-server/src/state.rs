@@ -25,6 +25,7 @@ pub struct AppState {
     /// Downloads in progress, counted in the store across the cluster (flow control).
     pub downloads: DownloadSlots,
     pub metrics: PrometheusHandle,
-    /// This process's name in job leases and download slots.
-    pub node_id: String,
+    /// This node's name ([`Config::node_name`]): the owner of its job leases and download
+    /// slots, the `node` label of its metrics.
+    pub node_name: String,
 }

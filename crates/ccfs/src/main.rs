@@ -3,7 +3,8 @@
 //!
 //! A tour: [`cli`] holds the command line (clap derive); each command lives in a module under
 //! [`cmd`]; [`simulate`] is the agent activity model behind `ccfs simulate` and `ccfs demo`;
-//! [`progress`] draws progress bars on a terminal only; [`signal`] is what stops `ccfs serve`. The commands are thin: the work is done
+//! [`progress`] draws progress bars on a terminal only; [`signal`] is what stops `ccfs serve`;
+//! [`logging`] is the log format. The commands are thin: the work is done
 //! by `ccfs-server`, `ccfs-client` and `ccfs-protocol`.
 //!
 //! Errors are printed as `error: …` with their causes and exit with status 1; usage errors are
@@ -11,21 +12,20 @@
 
 mod cli;
 mod cmd;
+mod logging;
 mod progress;
 mod signal;
 mod simulate;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    logging::init(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,15 +60,4 @@ fn fail(e: anyhow::Error) -> ExitCode {
     }
     eprintln!("error: {message}");
     ExitCode::FAILURE
-}
-
-/// Logs to stderr, filtered by `RUST_LOG`; `info` for the server, `warn` for the tools.
-fn init_logging(serving: bool) {
-    let default = if serving { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

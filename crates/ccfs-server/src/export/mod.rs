@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::files::remove_quietly;
 use crate::isolate::isolated;
 use crate::model::{Callback, Job, JobOutcome};
+use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
@@ -39,8 +40,6 @@ pub use archive::{build_zip, Built, ZipSettings};
 /// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
 /// queued by another node do not ring this process's bell).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Pause after a store error while claiming, so a database outage is not hammered.
-const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause of a worker after an attempt that will be retried.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
@@ -108,8 +107,8 @@ pub struct Exports<S: ?Sized> {
     pub store: Arc<S>,
     pub config: Arc<Config>,
     pub blobs: Blobs,
-    /// This process's name in job leases.
-    pub node_id: String,
+    /// This node's name: the owner of its job leases.
+    pub node_name: String,
     /// Rung when a job is queued, so an idle worker starts at once.
     pub wake: Arc<Notify>,
     /// Rung when a job is published with its callback, for the callback loop.
@@ -123,7 +122,7 @@ impl Exports<dyn Store> {
             store: state.store.clone(),
             config: state.config.clone(),
             blobs: state.blobs.clone(),
-            node_id: state.node_id.clone(),
+            node_name: state.node_name.clone(),
             wake: state.wake_exports.clone(),
             callbacks: state.wake_callbacks.clone(),
         }
@@ -170,10 +169,20 @@ where
             remove_stale_parts(&self.config.work_dir(), lease_std(&self.config)).await;
         }
         tracing::debug!(worker = n, "export worker started");
+        // A store error while claiming (the database is down) pauses the worker, longer after
+        // each failure, so an outage is neither hammered nor the end of the worker.
+        let mut claim_errors = ErrorPause::default();
         while !shutdown.is_cancelled() {
             let now = Timestamp::now();
             let lease_until = later(now, self.config.job_lease());
-            let pause = match self.store.claim_job(&self.node_id, now, lease_until).await {
+            let claimed = self
+                .store
+                .claim_job(&self.node_name, now, lease_until)
+                .await;
+            if claimed.is_ok() {
+                claim_errors.succeeded("export worker");
+            }
+            let pause = match claimed {
                 Ok(Some(job)) => match self.run_isolated(job, &shutdown).await {
                     Ended::Released { pause } => Some(pause),
                     Ended::Succeeded | Ended::Failed | Ended::Abandoned | Ended::Interrupted => {
@@ -189,8 +198,9 @@ where
                     None
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim an export job");
-                    Some(CLAIM_ERROR_PAUSE)
+                    let pause = claim_errors.failed();
+                    tracing::warn!(worker = n, error = %e, retry_in = ?pause, "cannot claim an export job");
+                    Some(pause)
                 }
             };
             if let Some(pause) = pause {
@@ -252,7 +262,7 @@ where
                     r = &mut export => break r,
                     _ = renew.tick(), if !lease_lost => {
                         let until = later(Timestamp::now(), self.config.job_lease());
-                        match self.store.renew_lease(&id, &self.node_id, until).await {
+                        match self.store.renew_lease(&id, &self.node_name, until).await {
                             Ok(true) => {}
                             Ok(false) => {
                                 lease_lost = true;
@@ -354,7 +364,7 @@ where
         let callback = Callback::first(j, now, Config::secs(self.config.callback_give_up_secs))?;
         Ok(self
             .store
-            .finish_job(&j.response_id, &self.node_id, &outcome, &callback)
+            .finish_job(&j.response_id, &self.node_name, &outcome, &callback)
             .await?)
     }
 
@@ -366,7 +376,7 @@ where
             let reason = format!("{} Gave up after {} attempts.", e.reason(), job.attempts);
             if let Err(se) = self
                 .store
-                .fail_job(id, &self.node_id, &reason, Timestamp::now())
+                .fail_job(id, &self.node_name, &reason, Timestamp::now())
                 .await
             {
                 // The lease runs out and the job is claimed again, which then gives up at once.
@@ -388,7 +398,7 @@ where
     /// is claimed again.
     async fn release(&self, job: &Job) {
         let id = &job.job.response_id;
-        if let Err(e) = self.store.release_job(id, &self.node_id).await {
+        if let Err(e) = self.store.release_job(id, &self.node_name).await {
             tracing::warn!(job = %id, error = %e, "cannot release an export job");
         }
         metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);

@@ -285,7 +285,7 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
             blobs: Blobs::open(&config).unwrap(),
             config: Arc::new(config),
             store,
-            node_id: NODE.to_owned(),
+            node_name: NODE.to_owned(),
             wake: Arc::new(Notify::new()),
             callbacks: Arc::new(Notify::new()),
         });

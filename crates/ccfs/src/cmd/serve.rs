@@ -27,7 +27,12 @@ fn apply(mut config: Config, args: ServeArgs) -> Config {
 /// Starts the server, prints where it listens (and the certificate it presents), serves until
 /// SIGTERM or Ctrl-C, then stops cleanly.
 pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
-    let config = apply(config, args);
+    let mut config = apply(config, args);
+    // The name is fixed here, once, so that the log lines (from now on) and the server (its job
+    // leases and metrics) carry the same one.
+    let node = config.node_name();
+    crate::logging::set_node(&node);
+    config.node_name = Some(node);
     let running = RunningServer::start(config).await?;
     println!(
         "ccfs {} listening on {}",

@@ -10,6 +10,7 @@ mod auth;
 mod codes;
 mod durability;
 mod export;
+mod outage;
 
 // Several nodes on one PostgreSQL database.
 mod cluster_flow;

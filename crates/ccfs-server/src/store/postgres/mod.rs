@@ -40,9 +40,33 @@ use super::{Store, StoreResult};
 /// The pool size when the configuration names none (`database_pool_size`).
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 
-/// How long a request waits for a free connection (or for the database to answer a new one)
-/// before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+// Time limits, chosen so that a database outage makes a request fail fast and cleanly (0300500
+// with a request id, within a few seconds) instead of hanging, and so that nothing waits for
+// ever on a database that stopped answering:
+//
+// - Acquire, [`ACQUIRE_TIMEOUT`]: the longest a query waits for a pooled connection. It is also
+//   the connect time limit: when no idle connection is left, sqlx opens one and, on a refused or
+//   failed connect, tries again with backoff until this deadline, each try bounded by what is
+//   left of it. So it is the time a request takes to fail while the database is down; without a
+//   database it cannot succeed by waiting longer, and with one a wait this long for a free
+//   connection means the node is overloaded, which a fast 0300500 says better than a slow one.
+// - Idle connections are tested before use (sqlx's `test_before_acquire`, on by default): one
+//   that died with the database (a restart, `pg_terminate_backend`, a cut network) is dropped
+//   and replaced, so the pool recovers by itself when the database is back.
+// - Statement, [`STATEMENT_TIMEOUT`]: PostgreSQL's `statement_timeout`, so a statement stuck on a
+//   lock or a sick server gives its connection back instead of holding it (and its locks) for
+//   ever. Every statement of this store is small (exports page through records); a URL that
+//   sets `statement_timeout` itself (`?options=-c statement_timeout=…`) keeps its value.
+//
+// A network that drops packets without closing the connection (no reset) is bounded only by the
+// operating system's TCP time limits for a query already sent; a new request still fails within
+// the acquire time limit, and `/readyz` answers within its own.
+
+/// How long a query waits for a pooled connection, connecting included, before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// PostgreSQL's `statement_timeout` for this store's connections.
+const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The PostgreSQL store. Cheap to clone: it is a handle to its connection pool.
 #[derive(Debug, Clone)]
@@ -60,6 +84,14 @@ impl PgStore {
 
     /// Like [`PgStore::open`], with connect options already read (tests set a `search_path`).
     pub async fn open_with(options: PgConnectOptions, pool_size: u32) -> StoreResult<PgStore> {
+        let options = if options
+            .get_options()
+            .is_some_and(|o| o.contains("statement_timeout"))
+        {
+            options
+        } else {
+            options.options([("statement_timeout", STATEMENT_TIMEOUT)])
+        };
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
