@@ -14,6 +14,7 @@ mod outage;
 
 // Several nodes on one PostgreSQL database.
 mod cluster_flow;
+mod migrate;
 
 // The `ccfs` command.
 mod cli;

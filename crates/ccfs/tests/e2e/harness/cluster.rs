@@ -145,6 +145,16 @@ enum SharedBlobs {
     S3(String),
 }
 
+impl SharedBlobs {
+    /// As `CCFS_BLOB_URL` names it.
+    fn url(&self) -> String {
+        match self {
+            SharedBlobs::Dir(d) => d.path().to_str().expect("UTF-8 temp path").to_owned(),
+            SharedBlobs::S3(url) => url.clone(),
+        }
+    }
+}
+
 /// N `ccfs serve` processes on one fresh PostgreSQL database, one master key and one file
 /// store. Node `i` is `cluster.nodes[i]`; each has its own data directory (certificate, work
 /// files) and its own extra environment.
@@ -177,10 +187,7 @@ impl Cluster {
             )),
             _ => SharedBlobs::Dir(tempfile::tempdir().expect("temp dir")),
         };
-        let blob_url = match &blobs {
-            SharedBlobs::Dir(d) => d.path().to_str().expect("UTF-8 temp path").to_owned(),
-            SharedBlobs::S3(url) => url.clone(),
-        };
+        let blob_url = blobs.url();
         let mut env: Vec<(String, String)> = vec![
             ("CCFS_DATABASE_URL".into(), db.url().to_owned()),
             ("CCFS_BLOB_URL".into(), blob_url),
@@ -231,6 +238,11 @@ impl Cluster {
             SharedBlobs::Dir(d) => Some(d.path()),
             SharedBlobs::S3(_) => None,
         }
+    }
+
+    /// The file store every node uses, as `CCFS_BLOB_URL` says it (a directory or `s3://…`).
+    pub fn blob_url(&self) -> String {
+        self.blobs.url()
     }
 
     /// The last `n` lines of every node's output, each under its index: for panic messages.
