@@ -10,6 +10,7 @@ mod auth;
 mod codes;
 mod durability;
 mod export;
+mod nodes;
 
 // The `ccfs` command.
 mod cli;
