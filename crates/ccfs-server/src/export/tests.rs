@@ -283,6 +283,7 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
         tweak(&mut config);
         let exports = Arc::new(Exports {
             blobs: Blobs::open(&config).unwrap(),
+            work: WorkFiles::new(config.work_dir()),
             config: Arc::new(config),
             store,
             node_id: NODE.to_owned(),
@@ -301,10 +302,7 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
     }
 
     fn work_file(&self, id: &ResponseId) -> PathBuf {
-        self.exports
-            .config
-            .work_dir()
-            .join(format!("{id}.zip.part"))
+        self.exports.work.path(id)
     }
 
     async fn stop(&self, workers: Vec<JoinHandle<()>>) {
@@ -524,19 +522,25 @@ async fn a_lost_lease_drops_the_job_without_touching_it() {
     assert_eq!(store.job(&id).state, JobState::Running);
 }
 
+/// What a killed process left in the work directory goes: at once when it is older than the
+/// lease, and within a lease more when the node came back sooner than that (a supervisor
+/// restarts it at once). An API-only node sweeps too: it may have run exports before.
 #[tokio::test]
-async fn stale_work_files_are_removed_when_workers_start() {
+async fn a_killed_attempts_work_file_is_swept_even_after_a_quick_restart() {
     let store = FakeStore::new(vec![], StreamMode::Normal);
-    let h = Harness::new(store.clone(), |_| {});
+    let h = Harness::new(store.clone(), |c| {
+        c.job_lease_secs = 1;
+        c.export_workers = 0;
+    });
     let dir = h.exports.config.work_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    let old = dir.join(format!("{}.zip.part", ResponseId::from_bytes([8; 16])));
-    let fresh = dir.join(format!("{}.zip.part", ResponseId::from_bytes([9; 16])));
+    let old = h.work_file(&ResponseId::from_bytes([8; 16]));
+    let recent = h.work_file(&ResponseId::from_bytes([9; 16]));
     let other = dir.join("notes.txt");
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    for p in [&old, &fresh, &other] {
+    for p in [&old, &recent, &other] {
         std::fs::write(p, b"x").unwrap();
     }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
     for p in [&old, &other] {
         std::fs::File::options()
             .write(true)
@@ -545,11 +549,11 @@ async fn stale_work_files_are_removed_when_workers_start() {
             .set_modified(two_hours_ago)
             .unwrap();
     }
-    let workers = h.start();
-    until("stale part removed", || !old.exists()).await;
-    h.stop(workers).await;
-    assert!(fresh.exists());
-    assert!(other.exists());
+    let sweeper = spawn_work_sweeper(h.exports.clone(), h.shutdown.clone());
+    until("the old work file removed", || !old.exists()).await;
+    until("the recent one removed a lease later", || !recent.exists()).await;
+    h.stop(vec![sweeper]).await;
+    assert!(other.exists(), "only work files are swept");
 }
 
 #[tokio::test]
