@@ -8,9 +8,11 @@
 //! is lost and none is half published. A failed attempt goes back to the queue too, until the
 //! job has been claimed `job_max_attempts` times; then it is marked failed with a reason that
 //! the status interface shows. What a killed process leaves in its work directory is swept by
-//! [`spawn_work_sweeper`] (see [`work`]).
+//! [`spawn_work_sweeper`] (see [`work`]), what it left half uploaded by
+//! [`remove_unfinished_uploads`] (see [`unfinished`]).
 
 pub mod archive;
+pub mod unfinished;
 pub mod work;
 
 #[cfg(test)]
@@ -36,6 +38,7 @@ use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
 pub use archive::{build_zip, Built, ZipSettings};
+pub use unfinished::remove_unfinished_uploads;
 pub use work::WorkFiles;
 
 /// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
@@ -151,7 +154,10 @@ where
 
 /// Starts the sweep of this node's work directory (see [`work`]): at once, then once per lease,
 /// until `shutdown`. Every node runs it, an API-only one too.
-pub fn spawn_work_sweeper<S>(exports: Arc<Exports<S>>, shutdown: CancellationToken) -> JoinHandle<()>
+pub fn spawn_work_sweeper<S>(
+    exports: Arc<Exports<S>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()>
 where
     S: JobQueue + Records + ?Sized,
 {

@@ -2,6 +2,7 @@
 //! the store the runner uses (the job queue and the records), so they run without a database
 //! and can stage failures a real store rarely shows (a stalled query, a stolen lease).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,7 +146,12 @@ impl JobQueue for FakeStore {
         unimplemented!("the runner never accepts jobs")
     }
     async fn job(&self, id: &ResponseId) -> StoreResult<Option<Job>> {
-        Ok(Some(FakeStore::job(self, id)))
+        Ok(self.with(|i| {
+            i.jobs
+                .iter()
+                .find(|(j, _)| &j.job.response_id == id)
+                .map(|(j, _)| j.clone())
+        }))
     }
     async fn claim_job(
         &self,
@@ -554,6 +560,55 @@ async fn a_killed_attempts_work_file_is_swept_even_after_a_quick_restart() {
     until("the recent one removed a lease later", || !recent.exists()).await;
     h.stop(vec![sweeper]).await;
     assert!(other.exists(), "only work files are swept");
+}
+
+/// The staging file of an upload a killed export left goes once its job is not running (taken
+/// over and published, or queued again, or gone); a running job's stays, since its owner may be
+/// uploading it; and so does one written after the job was looked at (a new upload).
+#[tokio::test]
+async fn unfinished_uploads_of_jobs_not_running_are_removed() {
+    let store = FakeStore::new(vec![], StreamMode::Normal);
+    let h = Harness::new(store.clone(), |_| {});
+    let dir = h.exports.config.data_dir.join("files/exports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (queued, running, unknown) = (
+        new_job(21, "UTC", None),
+        new_job(22, "UTC", None),
+        new_job(23, "UTC", None),
+    );
+    let staging = |j: &NewJob| dir.join(format!("{}#1", j.file_name));
+    let finished = dir.join(queued.file_name.to_string());
+    for p in [
+        staging(&queued),
+        staging(&running),
+        staging(&unknown),
+        finished.clone(),
+    ] {
+        std::fs::write(p, b"part").unwrap();
+    }
+    let running_id = running.response_id.clone();
+    store.add(queued.clone(), 1);
+    store.add(running.clone(), 1);
+    store.with(|i| {
+        for (j, _) in &mut i.jobs {
+            if j.job.response_id == running_id {
+                j.state = JobState::Running;
+            }
+        }
+    });
+    let blobs = &h.exports.blobs;
+    // Written after the look: a new upload under the name, left alone.
+    let listed = blobs.unfinished_uploads().await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let before = std::time::SystemTime::now() - Duration::from_secs(3600);
+    assert!(!blobs.remove_unfinished(&listed[0], before).unwrap());
+
+    let removed = remove_unfinished_uploads(&*store, blobs).await.unwrap();
+    assert_eq!(removed, 2);
+    assert!(!staging(&queued).exists());
+    assert!(!staging(&unknown).exists());
+    assert!(staging(&running).exists(), "a running job's upload stays");
+    assert!(finished.exists(), "finished files are not touched");
 }
 
 #[tokio::test]
