@@ -40,6 +40,8 @@ const SHARED: &[(&str, &str)] = &[
     ("CCFS_CALLBACK_INITIAL_BACKOFF_SECS", "1"),
     ("CCFS_CALLBACK_MAX_BACKOFF_SECS", "1"),
     ("CCFS_CALLBACK_TIMEOUT_SECS", "2"),
+    // The retention sweep also removes uploads a killed export left unfinished.
+    ("CCFS_RETENTION_INTERVAL_SECS", "1"),
 ];
 
 fn start_cluster() -> Cluster {
@@ -138,6 +140,21 @@ fn jobs_in(db: &PgDatabase, state: &str) -> Vec<(String, u32, Option<String>)> {
     .collect()
 }
 
+/// The names of the files in the shared file store, sorted.
+fn stored_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = files_under(dir)
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// The export work files (`*.part`) of a node.
 fn part_files(node: &TestServer) -> Vec<PathBuf> {
     files_under(&node.data_dir().join("work"))
@@ -233,8 +250,16 @@ async fn postgres_three_nodes_survive_a_sigkill_mid_export() {
         cluster.log_tails(40)
     );
     let parts_at_kill = part_files(&cluster.nodes[KILLED]);
+    let unfinished_at_kill: Vec<String> = cluster
+        .blob_dir()
+        .map(stored_names)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.contains('#'))
+        .collect();
     eprintln!(
-        "killed node {KILLED} ({killed_id}) running {orphaned:?}; work files {parts_at_kill:?}"
+        "killed node {KILLED} ({killed_id}) running {orphaned:?}; work files {parts_at_kill:?}; \
+         unfinished uploads {unfinished_at_kill:?}"
     );
 
     // Every job succeeds, as both surviving nodes tell.
@@ -286,23 +311,25 @@ async fn postgres_three_nodes_survive_a_sigkill_mid_export() {
         assert!(seen.insert(id.clone()), "a second callback for {id}");
     }
 
-    // One file per job in the shared store, and nothing else (no half upload left over).
+    // One file per job in the shared store, and soon nothing else: an upload the kill left
+    // unfinished is removed once its job has been published by another node.
     if let Some(dir) = cluster.blob_dir() {
-        let mut stored: Vec<String> = files_under(dir)
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .expect("file name")
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        stored.sort();
         let mut want: Vec<String> = names.values().cloned().collect();
         want.sort();
-        assert_eq!(
-            stored, want,
-            "the file store holds exactly one file per job"
+        let mut last = Vec::new();
+        let settled = tokio::time::timeout(LONG, async {
+            loop {
+                last = stored_names(dir);
+                if last == want {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(
+            settled.is_ok(),
+            "the file store holds {last:?}, not exactly one file per job {want:?}"
         );
     }
 
