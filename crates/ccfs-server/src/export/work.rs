@@ -113,7 +113,8 @@ impl WorkFiles {
                 .modified()
                 .ok()
                 .and_then(|m| now.duration_since(m).ok());
-            if !meta.is_file() || !age.is_some_and(|age| age >= older_than) {
+            let stale = meta.is_file() && age.is_some_and(|age| age >= older_than);
+            if !stale {
                 continue;
             }
             // Checked and removed under the lock, so a worker cannot start on the file between.
