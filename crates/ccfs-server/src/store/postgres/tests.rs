@@ -203,3 +203,44 @@ mod postgres_download_slots {
         assert_eq!(got.len(), MAX as usize);
     }
 }
+
+mod postgres_record_stream {
+    use std::sync::Arc;
+
+    use super::super::record_stream::{record_page_sql, snapshot};
+    use super::super::PgStore;
+    use super::postgres_conformance::fresh_schema;
+    use crate::store::conformance::{query, record, BASE};
+    use crate::store::{OnConflict, Records};
+
+    /// Right after a bulk import, before the table has statistics, an export's page is still
+    /// read from the export index in order: no plan sorts the rest of the window per page.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set CCFS_TEST_POSTGRES_URL and pass --include-ignored"]
+    async fn postgres_export_pages_read_the_index_in_order_without_statistics() {
+        let (_schema, options) = fresh_schema().await;
+        let store = Arc::new(PgStore::open_with(options, 2).await.expect("open"));
+        let records: Vec<_> = (0..30_000)
+            .map(|i| record("dev1", &format!("r{i:06}"), BASE + i / 3, "acc1", "7"))
+            .collect();
+        store
+            .insert_records(&records, OnConflict::Fail)
+            .await
+            .expect("insert");
+        let q = query("dev1", BASE, BASE + 86_400, None, None);
+        let mut tx = snapshot(store.pool()).await.expect("snapshot");
+        let plan: Vec<String> =
+            sqlx::query_scalar(&format!("EXPLAIN {}", record_page_sql(&q, false)))
+                .bind("dev1")
+                .bind(BASE + 86_400)
+                .bind(BASE + 100)
+                .bind("r000300")
+                .fetch_all(&mut *tx)
+                .await
+                .expect("explain");
+        tx.rollback().await.expect("rollback");
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index"), "{plan}");
+        assert!(!plan.contains("Sort"), "a page sorts: {plan}");
+    }
+}
