@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ccfs_protocol::ZipFileName;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
@@ -21,13 +20,14 @@ use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
 use crate::config::{BlobUrl, Config, S3Location};
+use crate::model::FileKey;
 
 /// An error of the file store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    /// No file is stored under this name.
+    /// No file is stored under this key.
     #[error("file store: {0} is not stored")]
-    NotFound(ZipFileName),
+    NotFound(FileKey),
     #[error("file store: {0}")]
     Store(#[from] object_store::Error),
     #[error("file store: {0}")]
@@ -111,27 +111,29 @@ impl Blobs {
         }
     }
 
-    fn key(name: &ZipFileName) -> ObjectPath {
-        ObjectPath::from(format!("exports/{name}"))
+    /// The object's path: `exports/{name}` for a file stored before per-attempt keys,
+    /// `exports/a{attempt}/{name}` since (see [`FileKey`]).
+    fn path(key: &FileKey) -> ObjectPath {
+        ObjectPath::from(key.to_string())
     }
 
-    /// Uploads a local file under `name`, hashing it on the way.
-    pub async fn put_file(&self, name: &ZipFileName, file: &Path) -> Result<Stored, BlobError> {
+    /// Uploads a local file under `key`, hashing it on the way.
+    pub async fn put_file(&self, key: &FileKey, file: &Path) -> Result<Stored, BlobError> {
         let src = tokio::fs::File::open(file).await?;
         let chunks = ReaderStream::with_capacity(src, READ).map_err(BlobError::from);
-        self.put_stream(name, chunks).await
+        self.put_stream(key, chunks).await
     }
 
-    /// Copies the file `name` of `src` into this store, hashing it on the way.
-    pub async fn copy_from(&self, src: &Blobs, name: &ZipFileName) -> Result<Stored, BlobError> {
-        let chunks = src.get(name, None).await?;
-        self.put_stream(name, chunks).await
+    /// Copies the file `key` of `src` into this store under the same key, hashing it on the way.
+    pub async fn copy_from(&self, src: &Blobs, key: &FileKey) -> Result<Stored, BlobError> {
+        let chunks = src.get(key, None).await?;
+        self.put_stream(key, chunks).await
     }
 
     /// The size and SHA-256 of a stored file, read back whole; `None` when no file is stored
-    /// under `name`.
-    pub async fn digest(&self, name: &ZipFileName) -> Result<Option<Stored>, BlobError> {
-        let mut chunks = match self.get(name, None).await {
+    /// under `key`.
+    pub async fn digest(&self, key: &FileKey) -> Result<Option<Stored>, BlobError> {
+        let mut chunks = match self.get(key, None).await {
             Ok(chunks) => chunks,
             Err(BlobError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
@@ -148,13 +150,13 @@ impl Blobs {
         }))
     }
 
-    /// Uploads `chunks` under `name` in parts, hashing them; an upload that fails is aborted.
+    /// Uploads `chunks` under `key` in parts, hashing them; an upload that fails is aborted.
     async fn put_stream(
         &self,
-        name: &ZipFileName,
+        key: &FileKey,
         chunks: impl futures::Stream<Item = Result<Bytes, BlobError>>,
     ) -> Result<Stored, BlobError> {
-        let upload = self.store.put_multipart(&Self::key(name)).await?;
+        let upload = self.store.put_multipart(&Self::path(key)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         match copy_hashing(chunks, &mut writer).await {
             Ok(stored) => {
@@ -165,7 +167,7 @@ impl Blobs {
                 // The parts uploaded so far would otherwise stay in the bucket, unseen and
                 // billed; the first error is the one worth reporting.
                 if let Err(abort) = writer.abort().await {
-                    tracing::warn!(file = %name, "cannot abort a failed upload: {abort}");
+                    tracing::warn!(file = %key, "cannot abort a failed upload: {abort}");
                 }
                 Err(e)
             }
@@ -173,20 +175,20 @@ impl Blobs {
     }
 
     /// Streams a stored file, or the byte range of it; [`BlobError::NotFound`] when no file is
-    /// stored under `name`.
+    /// stored under `key`.
     pub async fn get(
         &self,
-        name: &ZipFileName,
+        key: &FileKey,
         range: Option<Range<u64>>,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let result = match self.store.get_opts(&Self::key(name), options).await {
+        let result = match self.store.get_opts(&Self::path(key), options).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(BlobError::NotFound(name.clone()))
+                return Err(BlobError::NotFound(key.clone()))
             }
             Err(e) => return Err(e.into()),
         };
@@ -194,8 +196,8 @@ impl Blobs {
     }
 
     /// Deletes a file; a file already gone is not an error.
-    pub async fn delete(&self, name: &ZipFileName) -> Result<(), BlobError> {
-        match self.store.delete(&Self::key(name)).await {
+    pub async fn delete(&self, key: &FileKey) -> Result<(), BlobError> {
+        match self.store.delete(&Self::path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -270,16 +272,18 @@ fn s3_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccfs_protocol::ResponseId;
+    use ccfs_protocol::{ResponseId, ZipFileName};
 
-    fn name(n: u8) -> ZipFileName {
-        ZipFileName::new(
+    /// The key of attempt 1 of job `n`'s file.
+    fn name(n: u8) -> FileKey {
+        let name = ZipFileName::new(
             jiff::civil::date(2024, 5, 1),
             &ResponseId::from_bytes([n; 16]),
-        )
+        );
+        FileKey::of_attempt(&name, 1)
     }
 
-    async fn read(blobs: &Blobs, name: &ZipFileName, range: Option<Range<u64>>) -> Vec<u8> {
+    async fn read(blobs: &Blobs, name: &FileKey, range: Option<Range<u64>>) -> Vec<u8> {
         let parts: Vec<Bytes> = blobs
             .get(name, range)
             .await
@@ -319,7 +323,11 @@ mod tests {
     /// A file whose upload has begun but not completed cannot be read.
     async fn unfinished_uploads_are_invisible(blobs: &Blobs) {
         let name = name(2);
-        let upload = blobs.store.put_multipart(&Blobs::key(&name)).await.unwrap();
+        let upload = blobs
+            .store
+            .put_multipart(&Blobs::path(&name))
+            .await
+            .unwrap();
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         writer.write(&vec![7u8; PART + 1]);
         // The first part is uploaded once there is room for no more in flight.
@@ -355,7 +363,7 @@ mod tests {
         to.delete(&name).await.unwrap();
     }
 
-    fn name_missing() -> ZipFileName {
+    fn name_missing() -> FileKey {
         name(99)
     }
 

@@ -351,8 +351,11 @@ async fn a_job_is_built_uploaded_and_published_with_its_callback() {
     assert!(outcome.expires_at > outcome.finished_at);
     // The stored zip is the one described, and its parts are named from created_at in the
     // developer's zone (22:30:00.123Z is 06:30:00.123 the next day in Shanghai).
+    // Under the key of the attempt that built it, which the job records.
+    let key = done.published_key().unwrap();
+    assert_eq!(key, crate::model::FileKey::of_attempt(&name, 1));
     let bytes: Vec<bytes::Bytes> =
-        futures::TryStreamExt::try_collect(h.exports.blobs.get(&name, None).await.unwrap())
+        futures::TryStreamExt::try_collect(h.exports.blobs.get(&key, None).await.unwrap())
             .await
             .unwrap();
     let bytes = bytes.concat();
@@ -632,6 +635,7 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     h.stop(workers).await;
+    let key = done.published_key().unwrap();
     let outcome = done.outcome.unwrap();
     assert_eq!((outcome.record_count, outcome.file_count), (6, 2));
     assert_eq!(done.attempts, 1);
@@ -640,7 +644,7 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
     let stored: Vec<bytes::Bytes> = h
         .exports
         .blobs
-        .get(&done.job.file_name, None)
+        .get(&key, None)
         .await
         .unwrap()
         .try_collect()
