@@ -363,6 +363,31 @@ mod tests {
         to.delete(&name).await.unwrap();
     }
 
+    /// The attempts of one file, and its key from before attempts, are separate objects: an
+    /// upload under one neither replaces nor shows under another.
+    async fn attempts_are_separate_objects(blobs: &Blobs, scratch: &Path) {
+        let one = name(4);
+        let two = FileKey::of_attempt(&one.name, 2);
+        let legacy = FileKey {
+            name: one.name.clone(),
+            attempt: None,
+        };
+        let (a, b) = (scratch.join("a.bin"), scratch.join("b.bin"));
+        std::fs::write(&a, b"attempt one").unwrap();
+        std::fs::write(&b, b"attempt two").unwrap();
+        blobs.put_file(&two, &b).await.unwrap();
+        blobs.put_file(&one, &a).await.unwrap();
+        assert_eq!(read(blobs, &two, None).await, b"attempt two");
+        assert_eq!(read(blobs, &one, None).await, b"attempt one");
+        assert!(matches!(
+            blobs.get(&legacy, None).await,
+            Err(BlobError::NotFound(k)) if k == legacy
+        ));
+        blobs.delete(&one).await.unwrap();
+        assert_eq!(read(blobs, &two, None).await, b"attempt two");
+        blobs.delete(&two).await.unwrap();
+    }
+
     fn name_missing() -> FileKey {
         name(99)
     }
@@ -377,6 +402,7 @@ mod tests {
         let blobs = Blobs::open(&config).unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        attempts_are_separate_objects(&blobs, dir.path()).await;
         let other = Blobs::open_url(&BlobUrl::Local(dir.path().join("other")), &config).unwrap();
         copy_and_digest(&blobs, &other, dir.path()).await;
     }
@@ -393,6 +419,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        attempts_are_separate_objects(&blobs, dir.path()).await;
         // Both ways between a local directory and the bucket (what migrate-store does).
         let local = Blobs::open_url(&BlobUrl::Local(dir.path().join("local")), &config).unwrap();
         copy_and_digest(&local, &blobs, dir.path()).await;

@@ -18,6 +18,8 @@
 pub mod archive;
 
 #[cfg(test)]
+mod stale_attempts;
+#[cfg(test)]
 mod tests;
 
 use std::panic::AssertUnwindSafe;

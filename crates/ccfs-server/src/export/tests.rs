@@ -232,7 +232,7 @@ impl JobQueue for FakeStore {
     }
 }
 
-fn record(i: u64) -> Record {
+pub(super) fn record(i: u64) -> Record {
     let at = Timestamp::from_second(1_714_521_600 + i as i64).unwrap();
     let texts: [String; 19] = std::array::from_fn(|c| match c {
         0 => format!("r{i}"),
@@ -245,7 +245,7 @@ fn record(i: u64) -> Record {
     Record::from_texts(texts, at, at)
 }
 
-fn new_job(byte: u8, timezone: &str, account: Option<&str>) -> NewJob {
+pub(super) fn new_job(byte: u8, timezone: &str, account: Option<&str>) -> NewJob {
     let response_id = ResponseId::from_bytes([byte; 16]);
     let created_at: Timestamp = "2024-05-01T22:30:00.123Z".parse().unwrap();
     NewJob {
@@ -574,16 +574,11 @@ fn reasons_are_sentences_without_internal_details() {
     assert_eq!(e.reason(), "The export file could not be written.");
 }
 
-#[tokio::test]
-async fn with_the_sqlite_store_a_queued_job_is_published() {
-    // The same path against the real store: claim, stream, finish with the callback.
-    let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::open(
-        &crate::urls::DatabaseUrl::Sqlite(dir.path().join("t.db")),
-        1,
-    )
-    .await
-    .unwrap();
+/// A real SQLite store in `dir` with the developer [`DEV`] and `records` inserted.
+pub(super) async fn sqlite_store(dir: &Path, records: &[Record]) -> Arc<dyn Store> {
+    let store = crate::store::open(&crate::urls::DatabaseUrl::Sqlite(dir.join("t.db")), 1)
+        .await
+        .unwrap();
     store
         .insert_developer(&Developer {
             app_id: AppId::parse(DEV).unwrap(),
@@ -600,15 +595,20 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
         })
         .await
         .unwrap();
+    let outcome = store
+        .insert_records(records, OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, records.len() as u64);
+    store
+}
+
+#[tokio::test]
+async fn with_the_sqlite_store_a_queued_job_is_published() {
+    // The same path against the real store: claim, stream, finish with the callback.
+    let dir = tempfile::tempdir().unwrap();
     let records: Vec<Record> = (0..7).map(record).collect();
-    assert_eq!(
-        store
-            .insert_records(&records, OnConflict::Fail)
-            .await
-            .unwrap()
-            .inserted,
-        7
-    );
+    let store = sqlite_store(dir.path(), &records).await;
     let mut job = new_job(11, "Europe/Berlin", Some("acc1"));
     job.query.begin = records[0].begin_time;
     job.query.end = records[6].begin_time; // half-open: the last record is left out
