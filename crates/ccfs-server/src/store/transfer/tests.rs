@@ -198,10 +198,17 @@ mod postgres_transfer {
             target.create_job(&jobs[1], 100).await.expect("create"),
             source.create_job(&jobs[1], 100).await.expect("create")
         );
+        let files = published_files(&from).await.expect("files");
+        assert_eq!(files.len(), 1, "the finished job's file");
         assert_eq!(
-            published_files(&from).await.expect("files").len(),
-            1,
-            "the finished job's file"
+            target
+                .job(&files[0].key.name.response_id())
+                .await
+                .expect("read")
+                .and_then(|j| j.published_key()),
+            Some(files[0].key.clone()),
+            "the file moves under the key of the attempt its job published"
         );
+        assert_eq!(files[0].key.attempt, Some(1));
     }
 }
