@@ -71,10 +71,13 @@ pub struct PublishedFile {
     pub sha256: String,
 }
 
+/// `file_name, file_size, sha256, file_attempt` of a succeeded job.
+type PublishedRow = (String, Option<i64>, Option<String>, Option<i64>);
+
 /// The published files of the source's succeeded jobs (expired ones are already deleted), by
 /// name. Only the attempt each job published: another attempt's upload is no file of the job.
 pub async fn published_files(from: &SqliteStore) -> StoreResult<Vec<PublishedFile>> {
-    let rows: Vec<(String, Option<i64>, Option<String>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<PublishedRow> = sqlx::query_as(
         "SELECT file_name, file_size, sha256, file_attempt FROM jobs WHERE state = 'succeeded' \
          ORDER BY file_name",
     )

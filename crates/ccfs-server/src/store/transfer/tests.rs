@@ -81,7 +81,7 @@ async fn populate(store: Arc<dyn Store>) -> Vec<crate::model::NewJob> {
         .insert_developer(&developer("dev2", &[]))
         .await
         .expect("developer");
-    let records: Vec<_> = (0..(PAGE as i64 * 2 + 17))
+    let records: Vec<_> = (0..(PAGE * 2 + 17))
         .map(|i| {
             let mut r = record("dev1", &format!("r{i:06}"), BASE + i, "acc1", "7");
             // Every byte COPY and arrays must carry through.
