@@ -3,11 +3,16 @@
 //!
 //! An object appears only when its upload completes (the local store writes to a staging file
 //! and renames it; S3 shows a multipart upload only once it is completed), so a partial zip can
-//! never be read. An upload that fails is aborted, so S3 keeps no orphaned parts.
+//! never be read. An upload that fails is aborted, so S3 keeps no orphaned parts. An upload
+//! whose process was killed cannot abort: the local store's staging file is listed by
+//! [`Blobs::unfinished_uploads`] for the export sweep to remove; on S3 the parts stay until a
+//! lifecycle rule (`AbortIncompleteMultipartUpload`) of the bucket removes them, since
+//! `object_store` cannot list unfinished uploads.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -18,6 +23,8 @@ use object_store::prefix::PrefixStore;
 use object_store::{ClientConfigKey, GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
+
+use ccfs_protocol::ZipFileName;
 
 use crate::config::{BlobUrl, Config, S3Location};
 use crate::model::FileKey;
@@ -58,6 +65,27 @@ pub struct Stored {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store (where its unfinished uploads can be seen).
+    local_dir: Option<PathBuf>,
+}
+
+/// An upload to the local store that was begun and never completed nor aborted: the staging
+/// file `exports/NAME#N` that `object_store` writes before renaming it into place.
+#[derive(Debug, Clone)]
+pub struct UnfinishedUpload {
+    /// The file it was to become.
+    pub name: ZipFileName,
+    path: PathBuf,
+}
+
+impl UnfinishedUpload {
+    /// When it was last written to, now (a new upload may have taken the same staging name
+    /// since it was listed); `None` when it is gone.
+    pub fn modified(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
 }
 
 /// Upload part size; memory per upload stays around a few of these.
@@ -75,13 +103,16 @@ impl Blobs {
 
     /// The store `url` names, with the S3 settings of `config` (`ccfs migrate-store` opens two).
     pub fn open_url(url: &BlobUrl, config: &Config) -> Result<Self, BlobError> {
+        let mut local_dir = None;
         let store: Arc<dyn ObjectStore> = match url.clone() {
             BlobUrl::Local(dir) => {
                 std::fs::create_dir_all(&dir).map_err(|error| BlobError::Dir {
                     path: dir.clone(),
                     error,
                 })?;
-                Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
+                let store = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
+                local_dir = Some(dir);
+                store
             }
             BlobUrl::S3(at) => {
                 let s3 = s3_client(config, &at).map_err(|error| BlobError::S3 {
@@ -95,7 +126,7 @@ impl Blobs {
                 }
             }
         };
-        Ok(Self { store })
+        Ok(Self { store, local_dir })
     }
 
     /// Whether the file store answers (for `/readyz` and at start): a look-up of a name no file
@@ -195,6 +226,69 @@ impl Blobs {
         Ok(result.into_stream().map_err(BlobError::from).boxed())
     }
 
+    /// The local store's unfinished uploads (none on S3, which cannot list them; see the module
+    /// header), under the legacy keys (`exports/`) and every attempt's (`exports/a{N}/`). Not
+    /// every one is dead: an upload in progress is listed too.
+    pub async fn unfinished_uploads(&self) -> Result<Vec<UnfinishedUpload>, BlobError> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(Vec::new());
+        };
+        let dir = dir.join("exports");
+        let mut found = Vec::new();
+        // (directory, whether it is `exports/` itself, whose attempt directories are listed too)
+        let mut dirs = vec![(dir, true)];
+        while let Some((dir, top)) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                // `a{N}`: the directory of attempt N's uploads (see `FileKey`), one level down.
+                if top && is_attempt_dir(file_name) && entry.file_type().await?.is_dir() {
+                    dirs.push((entry.path(), false));
+                    continue;
+                }
+                // `NAME#DIGITS`, as `object_store`'s local store names a staging file.
+                let Some((name, n)) = file_name.rsplit_once('#') else {
+                    continue;
+                };
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                if let Some(name) = ZipFileName::parse(name) {
+                    found.push(UnfinishedUpload {
+                        name,
+                        path: entry.path(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes an unfinished upload unless it was written to after `seen_dead_at` (then it is a
+    /// new upload under the same staging name); true when it was removed. Its uploader, if it
+    /// still runs, fails when it tries to complete.
+    pub fn remove_unfinished(
+        &self,
+        upload: &UnfinishedUpload,
+        seen_dead_at: SystemTime,
+    ) -> Result<bool, BlobError> {
+        match upload.modified() {
+            Some(m) if m <= seen_dead_at => match std::fs::remove_file(&upload.path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+            _ => Ok(false),
+        }
+    }
+
     /// Deletes a file; a file already gone is not an error.
     pub async fn delete(&self, key: &FileKey) -> Result<(), BlobError> {
         match self.store.delete(&Self::path(key)).await {
@@ -202,6 +296,12 @@ impl Blobs {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether a directory of the local store's `exports/` is an attempt's: `a` and digits.
+fn is_attempt_dir(name: &str) -> bool {
+    name.strip_prefix('a')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Copies `chunks` into an upload, hashing on the way; at most two parts are in flight, so

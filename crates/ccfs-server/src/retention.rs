@@ -1,6 +1,8 @@
 //! Expiry: deletes the files of jobs older than the retention period, then marks the jobs
-//! expired (in that order, so a crash between the two only repeats a harmless delete), and
-//! purges expired replay-cache and idempotency rows, and download slots whose lease has ended.
+//! expired (in that order, so a crash between the two only repeats a harmless delete), purges
+//! expired replay-cache and idempotency rows and download slots whose lease has ended, and
+//! removes uploads that a killed export left unfinished in the file store (see
+//! [`crate::export::unfinished`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,9 @@ pub async fn sweep(state: &AppState) -> Result<u64, String> {
     state
         .store
         .purge_downloads(now)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::export::remove_unfinished_uploads(&*state.store, &state.blobs)
         .await
         .map_err(|e| e.to_string())?;
     metrics::counter!("ccfs_expired_files_total").increment(deleted);

@@ -361,7 +361,8 @@ impl RunningServer {
 
         let shutdown = CancellationToken::new();
         let exports = Arc::new(crate::export::Exports::of(&state));
-        let mut loops = crate::export::spawn_workers(exports, shutdown.clone());
+        let mut loops = crate::export::spawn_workers(exports.clone(), shutdown.clone());
+        loops.push(crate::export::spawn_work_sweeper(exports, shutdown.clone()));
         loops.push(crate::callback::spawn(
             state.clone(),
             callback_client,

@@ -7,7 +7,9 @@
 //! running export stops, its work file is deleted and the job goes back to the queue, so no job
 //! is lost and none is half published. A failed attempt goes back to the queue too, until the
 //! job has been claimed `job_max_attempts` times; then it is marked failed with a reason that
-//! the status interface shows.
+//! the status interface shows. What a killed process leaves in its work directory is swept by
+//! [`spawn_work_sweeper`] (see [`work`]), what it left half uploaded by
+//! [`remove_unfinished_uploads`] (see [`unfinished`]).
 //!
 //! Each attempt uploads under a key of its own (`exports/a{attempt}/{file_name}`), and publishing
 //! records which attempt's object is the job's file. An attempt that stalls past its lease (a
@@ -16,6 +18,8 @@
 //! published bytes. The file name the client sees is the same for every attempt.
 
 pub mod archive;
+pub mod unfinished;
+pub mod work;
 
 #[cfg(test)]
 mod stale_attempts;
@@ -23,11 +27,10 @@ mod stale_attempts;
 mod tests;
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use ccfs_protocol::ResponseId;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -44,6 +47,8 @@ use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
 pub use archive::{build_zip, Built, ZipSettings};
+pub use unfinished::remove_unfinished_uploads;
+pub use work::WorkFiles;
 
 /// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
 /// queued by another node do not ring this process's bell).
@@ -121,6 +126,8 @@ pub struct Exports<S: ?Sized> {
     pub wake: Arc<Notify>,
     /// Rung when a job is published with its callback, for the callback loop.
     pub callbacks: Arc<Notify>,
+    /// Where jobs are built, and which of those files this process is using.
+    pub work: WorkFiles,
 }
 
 impl Exports<dyn Store> {
@@ -133,6 +140,7 @@ impl Exports<dyn Store> {
             node_name: state.node_name.clone(),
             wake: state.wake_exports.clone(),
             callbacks: state.wake_callbacks.clone(),
+            work: WorkFiles::new(state.config.work_dir()),
         }
     }
 }
@@ -149,6 +157,27 @@ where
     (0..exports.config.export_workers)
         .map(|n| tokio::spawn(exports.clone().worker(shutdown.clone(), n)))
         .collect()
+}
+
+/// Starts the sweep of this node's work directory (see [`work`]): at once, then once per lease,
+/// until `shutdown`. Every node runs it, an API-only one too.
+pub fn spawn_work_sweeper<S>(
+    exports: Arc<Exports<S>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()>
+where
+    S: JobQueue + Records + ?Sized,
+{
+    tokio::spawn(async move {
+        let lease = lease_std(&exports.config).max(Duration::from_secs(1));
+        loop {
+            exports.work.sweep(lease).await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(lease) => {}
+            }
+        }
+    })
 }
 
 /// How a claimed job ended for this worker.
@@ -171,11 +200,6 @@ where
     S: JobQueue + Records + ?Sized,
 {
     async fn worker(self: Arc<Self>, shutdown: CancellationToken, n: u32) {
-        if n == 0 {
-            // One worker is enough to sweep what a crashed process left behind. Files of jobs this
-            // process is starting are fresh, so they are never older than the lease.
-            remove_stale_parts(&self.config.work_dir(), lease_std(&self.config)).await;
-        }
         tracing::debug!(worker = n, "export worker started");
         // A store error while claiming (the database is down) pauses the worker, longer after
         // each failure, so an outage is neither hammered nor the end of the worker.
@@ -236,15 +260,11 @@ where
             Ok(ended) => ended,
             Err(what) => {
                 tracing::error!(job = %id, panic = %what, "export job panicked");
-                remove_quietly(&self.work_file(&id));
+                remove_quietly(&self.work.path(&id));
                 self.failed_attempt(&again, ExportError::Panicked(what))
                     .await
             }
         }
-    }
-
-    fn work_file(&self, id: &ResponseId) -> PathBuf {
-        self.config.work_dir().join(format!("{id}.zip.part"))
     }
 
     /// Runs one claimed job to its end, renewing the lease meanwhile.
@@ -252,7 +272,9 @@ where
         let id = job.job.response_id.clone();
         let started = Instant::now();
         tracing::info!(job = %id, attempt = job.attempts, developer = %job.job.developer_id(), "export started");
-        let work_file = self.work_file(&id);
+        // Held until this attempt is over, so the sweep never takes the file from under it.
+        let held = self.work.hold(&id);
+        let work_file = held.path();
         // Fires on shutdown (it is a child of it) and when the lease is lost.
         let cancel = shutdown.child_token();
         let mut lease_lost = false;
@@ -423,45 +445,6 @@ where
             tracing::warn!(job = %id, error = %e, "cannot release an export job");
         }
         metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);
-    }
-}
-
-/// Deletes `*.zip.part` files older than `older_than` in `dir`: work files of exports that a
-/// crash interrupted. Their jobs are taken over once the lease runs out and start afresh.
-async fn remove_stale_parts(dir: &Path, older_than: Duration) {
-    let mut entries = match tokio::fs::read_dir(dir).await {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the export work directory");
-            return;
-        }
-    };
-    let now = SystemTime::now();
-    loop {
-        let entry = match entries.next_entry().await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot list the export work directory");
-                break;
-            }
-        };
-        let path: PathBuf = entry.path();
-        if !entry.file_name().to_string_lossy().ends_with(".zip.part") {
-            continue;
-        }
-        let Ok(meta) = entry.metadata().await else {
-            continue;
-        };
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok());
-        if meta.is_file() && age.is_some_and(|age| age >= older_than) {
-            tracing::info!(path = %path.display(), "removing a stale export work file");
-            remove_quietly(&path);
-        }
     }
 }
 

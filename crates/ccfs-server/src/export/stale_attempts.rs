@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::tests::{new_job, record, sqlite_store};
-use super::{Ended, Exports};
+use super::{Ended, Exports, WorkFiles};
 use crate::blobs::{BlobError, Blobs};
 use crate::config::Config;
 use crate::model::{FileKey, Job, JobState};
@@ -36,6 +36,7 @@ fn node(
         node_name: name.to_owned(),
         wake: Arc::new(Notify::new()),
         callbacks: Arc::new(Notify::new()),
+        work: WorkFiles::new(config.work_dir()),
     }
 }
 
@@ -127,7 +128,7 @@ async fn a_stale_attempts_late_upload_cannot_replace_the_published_file() {
         .insert_records(std::slice::from_ref(&late), OnConflict::Fail)
         .await
         .unwrap();
-    let work_file = t.a.work_file(&id);
+    let work_file = t.a.work.path(&id);
     let (built, stored) =
         t.a.export_job(&t.job_a, &work_file, &CancellationToken::new())
             .await
@@ -213,5 +214,5 @@ async fn an_attempt_refused_at_publish_deletes_its_own_upload() {
         .await
         .unwrap();
     assert_eq!(hex::encode(Sha256::digest(&served)), outcome.sha256);
-    assert!(!t.a.work_file(&id).exists());
+    assert!(!t.a.work.path(&id).exists());
 }

@@ -2,6 +2,7 @@
 //! the store the runner uses (the job queue and the records), so they run without a database
 //! and can stage failures a real store rarely shows (a stalled query, a stolen lease).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use crate::model::{
     CallbackState, CallbackUrl, Developer, JobState, NewJob, RecordQuery, Role, TimeZoneName,
 };
 use crate::store::{CreateJob, InsertOutcome, OnConflict, StoreResult};
+
+// The sweeps of what a killed process left: work files and unfinished uploads.
+mod sweeps;
 
 const DEV: &str = "0123456789abcdef0123456789abcdef";
 const NODE: &str = "test-node";
@@ -145,7 +149,12 @@ impl JobQueue for FakeStore {
         unimplemented!("the runner never accepts jobs")
     }
     async fn job(&self, id: &ResponseId) -> StoreResult<Option<Job>> {
-        Ok(Some(FakeStore::job(self, id)))
+        Ok(self.with(|i| {
+            i.jobs
+                .iter()
+                .find(|(j, _)| &j.job.response_id == id)
+                .map(|(j, _)| j.clone())
+        }))
     }
     async fn claim_job(
         &self,
@@ -283,6 +292,7 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
         tweak(&mut config);
         let exports = Arc::new(Exports {
             blobs: Blobs::open(&config).unwrap(),
+            work: WorkFiles::new(config.work_dir()),
             config: Arc::new(config),
             store,
             node_name: NODE.to_owned(),
@@ -301,10 +311,7 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
     }
 
     fn work_file(&self, id: &ResponseId) -> PathBuf {
-        self.exports
-            .config
-            .work_dir()
-            .join(format!("{id}.zip.part"))
+        self.exports.work.path(id)
     }
 
     async fn stop(&self, workers: Vec<JoinHandle<()>>) {
@@ -525,34 +532,6 @@ async fn a_lost_lease_drops_the_job_without_touching_it() {
     // Neither released nor failed: the job belongs to the other node.
     assert_eq!(store.calls(), ["claim", "renew"]);
     assert_eq!(store.job(&id).state, JobState::Running);
-}
-
-#[tokio::test]
-async fn stale_work_files_are_removed_when_workers_start() {
-    let store = FakeStore::new(vec![], StreamMode::Normal);
-    let h = Harness::new(store.clone(), |_| {});
-    let dir = h.exports.config.work_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let old = dir.join(format!("{}.zip.part", ResponseId::from_bytes([8; 16])));
-    let fresh = dir.join(format!("{}.zip.part", ResponseId::from_bytes([9; 16])));
-    let other = dir.join("notes.txt");
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    for p in [&old, &fresh, &other] {
-        std::fs::write(p, b"x").unwrap();
-    }
-    for p in [&old, &other] {
-        std::fs::File::options()
-            .write(true)
-            .open(p)
-            .unwrap()
-            .set_modified(two_hours_ago)
-            .unwrap();
-    }
-    let workers = h.start();
-    until("stale part removed", || !old.exists()).await;
-    h.stop(workers).await;
-    assert!(fresh.exists());
-    assert!(other.exists());
 }
 
 #[tokio::test]

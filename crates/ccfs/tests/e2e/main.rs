@@ -15,6 +15,7 @@ mod outage;
 // Several nodes on one PostgreSQL database.
 mod cluster_flow;
 mod migrate;
+mod nodes;
 
 // The `ccfs` command.
 mod cli;
