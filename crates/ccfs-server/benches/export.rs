@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use ccfs_protocol::{AppId, Record, ResponseId, ZipFileName};
 use ccfs_server::config::{BlobUrl, DatabaseUrl};
-use ccfs_server::model::{Developer, RecordQuery, Role, TimeZoneName};
+use ccfs_server::model::{Developer, FileKey, RecordQuery, Role, TimeZoneName};
 use ccfs_server::{build_zip, Blobs, Built, Config, OnConflict, Store, Stored, ZipSettings};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
@@ -235,7 +235,10 @@ async fn export_once(
     let tz = TimeZone::get(TIMEZONE)?;
     let settings = pipeline_settings(config)?;
     let id = ResponseId::from_bytes(rand::random());
-    let name = ZipFileName::new(tz.to_datetime(Timestamp::now()).date(), &id);
+    let name = FileKey::of_attempt(
+        &ZipFileName::new(tz.to_datetime(Timestamp::now()).date(), &id),
+        1,
+    );
     let work = config.work_dir();
     std::fs::create_dir_all(&work)?;
     let work_file = work.join(format!("{id}.zip.part"));

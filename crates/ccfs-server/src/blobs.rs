@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use ccfs_protocol::ZipFileName;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
@@ -25,14 +24,17 @@ use object_store::{ClientConfigKey, GetOptions, GetRange, ObjectStore, WriteMult
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
+use ccfs_protocol::ZipFileName;
+
 use crate::config::{BlobUrl, Config, S3Location};
+use crate::model::FileKey;
 
 /// An error of the file store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    /// No file is stored under this name.
+    /// No file is stored under this key.
     #[error("file store: {0} is not stored")]
-    NotFound(ZipFileName),
+    NotFound(FileKey),
     #[error("file store: {0}")]
     Store(#[from] object_store::Error),
     #[error("file store: {0}")]
@@ -140,27 +142,29 @@ impl Blobs {
         }
     }
 
-    fn key(name: &ZipFileName) -> ObjectPath {
-        ObjectPath::from(format!("exports/{name}"))
+    /// The object's path: `exports/{name}` for a file stored before per-attempt keys,
+    /// `exports/a{attempt}/{name}` since (see [`FileKey`]).
+    fn path(key: &FileKey) -> ObjectPath {
+        ObjectPath::from(key.to_string())
     }
 
-    /// Uploads a local file under `name`, hashing it on the way.
-    pub async fn put_file(&self, name: &ZipFileName, file: &Path) -> Result<Stored, BlobError> {
+    /// Uploads a local file under `key`, hashing it on the way.
+    pub async fn put_file(&self, key: &FileKey, file: &Path) -> Result<Stored, BlobError> {
         let src = tokio::fs::File::open(file).await?;
         let chunks = ReaderStream::with_capacity(src, READ).map_err(BlobError::from);
-        self.put_stream(name, chunks).await
+        self.put_stream(key, chunks).await
     }
 
-    /// Copies the file `name` of `src` into this store, hashing it on the way.
-    pub async fn copy_from(&self, src: &Blobs, name: &ZipFileName) -> Result<Stored, BlobError> {
-        let chunks = src.get(name, None).await?;
-        self.put_stream(name, chunks).await
+    /// Copies the file `key` of `src` into this store under the same key, hashing it on the way.
+    pub async fn copy_from(&self, src: &Blobs, key: &FileKey) -> Result<Stored, BlobError> {
+        let chunks = src.get(key, None).await?;
+        self.put_stream(key, chunks).await
     }
 
     /// The size and SHA-256 of a stored file, read back whole; `None` when no file is stored
-    /// under `name`.
-    pub async fn digest(&self, name: &ZipFileName) -> Result<Option<Stored>, BlobError> {
-        let mut chunks = match self.get(name, None).await {
+    /// under `key`.
+    pub async fn digest(&self, key: &FileKey) -> Result<Option<Stored>, BlobError> {
+        let mut chunks = match self.get(key, None).await {
             Ok(chunks) => chunks,
             Err(BlobError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
@@ -177,13 +181,13 @@ impl Blobs {
         }))
     }
 
-    /// Uploads `chunks` under `name` in parts, hashing them; an upload that fails is aborted.
+    /// Uploads `chunks` under `key` in parts, hashing them; an upload that fails is aborted.
     async fn put_stream(
         &self,
-        name: &ZipFileName,
+        key: &FileKey,
         chunks: impl futures::Stream<Item = Result<Bytes, BlobError>>,
     ) -> Result<Stored, BlobError> {
-        let upload = self.store.put_multipart(&Self::key(name)).await?;
+        let upload = self.store.put_multipart(&Self::path(key)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         match copy_hashing(chunks, &mut writer).await {
             Ok(stored) => {
@@ -194,7 +198,7 @@ impl Blobs {
                 // The parts uploaded so far would otherwise stay in the bucket, unseen and
                 // billed; the first error is the one worth reporting.
                 if let Err(abort) = writer.abort().await {
-                    tracing::warn!(file = %name, "cannot abort a failed upload: {abort}");
+                    tracing::warn!(file = %key, "cannot abort a failed upload: {abort}");
                 }
                 Err(e)
             }
@@ -202,20 +206,20 @@ impl Blobs {
     }
 
     /// Streams a stored file, or the byte range of it; [`BlobError::NotFound`] when no file is
-    /// stored under `name`.
+    /// stored under `key`.
     pub async fn get(
         &self,
-        name: &ZipFileName,
+        key: &FileKey,
         range: Option<Range<u64>>,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let result = match self.store.get_opts(&Self::key(name), options).await {
+        let result = match self.store.get_opts(&Self::path(key), options).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(BlobError::NotFound(name.clone()))
+                return Err(BlobError::NotFound(key.clone()))
             }
             Err(e) => return Err(e.into()),
         };
@@ -223,32 +227,45 @@ impl Blobs {
     }
 
     /// The local store's unfinished uploads (none on S3, which cannot list them; see the module
-    /// header). Not every one is dead: an upload in progress is listed too.
+    /// header), under the legacy keys (`exports/`) and every attempt's (`exports/a{N}/`). Not
+    /// every one is dead: an upload in progress is listed too.
     pub async fn unfinished_uploads(&self) -> Result<Vec<UnfinishedUpload>, BlobError> {
         let Some(dir) = &self.local_dir else {
             return Ok(Vec::new());
         };
         let dir = dir.join("exports");
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut found = Vec::new();
-        while let Some(entry) = entries.next_entry().await? {
-            let file_name = entry.file_name();
-            // `NAME#DIGITS`, as `object_store`'s local store names a staging file.
-            let Some((name, n)) = file_name.to_str().and_then(|f| f.rsplit_once('#')) else {
-                continue;
+        // (directory, whether it is `exports/` itself, whose attempt directories are listed too)
+        let mut dirs = vec![(dir, true)];
+        while let Some((dir, top)) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
             };
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if let Some(name) = ZipFileName::parse(name) {
-                found.push(UnfinishedUpload {
-                    name,
-                    path: entry.path(),
-                });
+            while let Some(entry) = entries.next_entry().await? {
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                // `a{N}`: the directory of attempt N's uploads (see `FileKey`), one level down.
+                if top && is_attempt_dir(file_name) && entry.file_type().await?.is_dir() {
+                    dirs.push((entry.path(), false));
+                    continue;
+                }
+                // `NAME#DIGITS`, as `object_store`'s local store names a staging file.
+                let Some((name, n)) = file_name.rsplit_once('#') else {
+                    continue;
+                };
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                if let Some(name) = ZipFileName::parse(name) {
+                    found.push(UnfinishedUpload {
+                        name,
+                        path: entry.path(),
+                    });
+                }
             }
         }
         Ok(found)
@@ -273,12 +290,18 @@ impl Blobs {
     }
 
     /// Deletes a file; a file already gone is not an error.
-    pub async fn delete(&self, name: &ZipFileName) -> Result<(), BlobError> {
-        match self.store.delete(&Self::key(name)).await {
+    pub async fn delete(&self, key: &FileKey) -> Result<(), BlobError> {
+        match self.store.delete(&Self::path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether a directory of the local store's `exports/` is an attempt's: `a` and digits.
+fn is_attempt_dir(name: &str) -> bool {
+    name.strip_prefix('a')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Copies `chunks` into an upload, hashing on the way; at most two parts are in flight, so
@@ -349,16 +372,18 @@ fn s3_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ccfs_protocol::ResponseId;
+    use ccfs_protocol::{ResponseId, ZipFileName};
 
-    fn name(n: u8) -> ZipFileName {
-        ZipFileName::new(
+    /// The key of attempt 1 of job `n`'s file.
+    fn name(n: u8) -> FileKey {
+        let name = ZipFileName::new(
             jiff::civil::date(2024, 5, 1),
             &ResponseId::from_bytes([n; 16]),
-        )
+        );
+        FileKey::of_attempt(&name, 1)
     }
 
-    async fn read(blobs: &Blobs, name: &ZipFileName, range: Option<Range<u64>>) -> Vec<u8> {
+    async fn read(blobs: &Blobs, name: &FileKey, range: Option<Range<u64>>) -> Vec<u8> {
         let parts: Vec<Bytes> = blobs
             .get(name, range)
             .await
@@ -398,7 +423,11 @@ mod tests {
     /// A file whose upload has begun but not completed cannot be read.
     async fn unfinished_uploads_are_invisible(blobs: &Blobs) {
         let name = name(2);
-        let upload = blobs.store.put_multipart(&Blobs::key(&name)).await.unwrap();
+        let upload = blobs
+            .store
+            .put_multipart(&Blobs::path(&name))
+            .await
+            .unwrap();
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         writer.write(&vec![7u8; PART + 1]);
         // The first part is uploaded once there is room for no more in flight.
@@ -434,7 +463,32 @@ mod tests {
         to.delete(&name).await.unwrap();
     }
 
-    fn name_missing() -> ZipFileName {
+    /// The attempts of one file, and its key from before attempts, are separate objects: an
+    /// upload under one neither replaces nor shows under another.
+    async fn attempts_are_separate_objects(blobs: &Blobs, scratch: &Path) {
+        let one = name(4);
+        let two = FileKey::of_attempt(&one.name, 2);
+        let legacy = FileKey {
+            name: one.name.clone(),
+            attempt: None,
+        };
+        let (a, b) = (scratch.join("a.bin"), scratch.join("b.bin"));
+        std::fs::write(&a, b"attempt one").unwrap();
+        std::fs::write(&b, b"attempt two").unwrap();
+        blobs.put_file(&two, &b).await.unwrap();
+        blobs.put_file(&one, &a).await.unwrap();
+        assert_eq!(read(blobs, &two, None).await, b"attempt two");
+        assert_eq!(read(blobs, &one, None).await, b"attempt one");
+        assert!(matches!(
+            blobs.get(&legacy, None).await,
+            Err(BlobError::NotFound(k)) if k == legacy
+        ));
+        blobs.delete(&one).await.unwrap();
+        assert_eq!(read(blobs, &two, None).await, b"attempt two");
+        blobs.delete(&two).await.unwrap();
+    }
+
+    fn name_missing() -> FileKey {
         name(99)
     }
 
@@ -448,6 +502,7 @@ mod tests {
         let blobs = Blobs::open(&config).unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        attempts_are_separate_objects(&blobs, dir.path()).await;
         let other = Blobs::open_url(&BlobUrl::Local(dir.path().join("other")), &config).unwrap();
         copy_and_digest(&blobs, &other, dir.path()).await;
     }
@@ -464,6 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         put_get_range_delete(&blobs, dir.path()).await;
         unfinished_uploads_are_invisible(&blobs).await;
+        attempts_are_separate_objects(&blobs, dir.path()).await;
         // Both ways between a local directory and the bucket (what migrate-store does).
         let local = Blobs::open_url(&BlobUrl::Local(dir.path().join("local")), &config).unwrap();
         copy_and_digest(&local, &blobs, dir.path()).await;

@@ -1,16 +1,17 @@
 //! Moving an embedded installation (SQLite and a local directory) to a cluster's PostgreSQL
 //! database and file store, for `ccfs migrate-store`: first every table
-//! ([`crate::store::transfer`]), then the file of every finished export, each copied only when
-//! the target lacks it and checked against the SHA-256 its job recorded.
+//! ([`crate::store::transfer`]), then the file of every finished export (the object of the
+//! attempt its job published, under the same key, since the job row naming it is copied as it
+//! is), each copied only when the target lacks it and checked against the SHA-256 its job
+//! recorded.
 //!
 //! Run again, it copies nothing twice and checks everything again; cut short, it goes on where
 //! it stopped. The installation should be stopped meanwhile: what it writes after its table was
 //! copied stays behind (a second run, after stopping it, brings that along).
 
-use ccfs_protocol::ZipFileName;
-
 use crate::blobs::{BlobError, Blobs};
 use crate::config::{BlobUrl, Config, DatabaseUrl};
+use crate::model::FileKey;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::transfer::{published_files, transfer};
@@ -62,9 +63,9 @@ pub enum MigrateError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] BlobError),
-    #[error("{name}: the target holds SHA-256 {got} after the copy, the export recorded {want}")]
+    #[error("{key}: the target holds SHA-256 {got} after the copy, the export recorded {want}")]
     Mismatch {
-        name: ZipFileName,
+        key: FileKey,
         want: String,
         got: String,
     },
@@ -74,7 +75,7 @@ pub enum MigrateError {
         .0.len(),
         .0[0]
     )]
-    Missing(Vec<ZipFileName>),
+    Missing(Vec<FileKey>),
 }
 
 /// Moves the store, then the files. `config` gives the S3 settings of an `s3://` file store.
@@ -127,21 +128,21 @@ async fn copy_files(
     };
     let mut missing = Vec::new();
     for file in files {
-        match target.digest(&file.name).await? {
+        match target.digest(&file.key).await? {
             Some(there) if there.sha256 == file.sha256 => count.present += 1,
-            _ => match target.copy_from(source, &file.name).await {
+            _ => match target.copy_from(source, &file.key).await {
                 Ok(stored) if stored.sha256 == file.sha256 => {
                     count.copied += 1;
                     count.bytes_copied += stored.size;
                 }
                 Ok(stored) => {
                     return Err(MigrateError::Mismatch {
-                        name: file.name,
+                        key: file.key,
                         want: file.sha256,
                         got: stored.sha256,
                     })
                 }
-                Err(BlobError::NotFound(name)) => missing.push(name),
+                Err(BlobError::NotFound(key)) => missing.push(key),
                 Err(e) => return Err(e.into()),
             },
         }

@@ -10,11 +10,19 @@
 //! the status interface shows. What a killed process leaves in its work directory is swept by
 //! [`spawn_work_sweeper`] (see [`work`]), what it left half uploaded by
 //! [`remove_unfinished_uploads`] (see [`unfinished`]).
+//!
+//! Each attempt uploads under a key of its own (`exports/a{attempt}/{file_name}`), and publishing
+//! records which attempt's object is the job's file. An attempt that stalls past its lease (a
+//! pause, a partition from the database but not from the file store) may still complete its
+//! upload after another attempt published; with a key of its own, it cannot replace the
+//! published bytes. The file name the client sees is the same for every attempt.
 
 pub mod archive;
 pub mod unfinished;
 pub mod work;
 
+#[cfg(test)]
+mod stale_attempts;
 #[cfg(test)]
 mod tests;
 
@@ -332,16 +340,24 @@ where
                 );
                 Ended::Succeeded
             }
-            // The stored zip is left alone: the node that owns the job now writes the same name.
+            // This attempt's upload is under its own key, which no other attempt writes or
+            // publishes, so it is deleted here: the job's file is another attempt's. Were the
+            // delete to fail (or this process to stop first), retention removes it with the
+            // job's published file (see `crate::retention`).
             Ok(false) => {
-                tracing::info!(job = %id, "export job taken over by another node before it was published; dropped");
+                tracing::info!(job = %id, attempt = job.attempts, "export job taken over by another node before it was published; dropped");
+                if let Err(e) = self.blobs.delete(&job.attempt_key()).await {
+                    tracing::warn!(job = %id, error = %e, "cannot delete the upload of an abandoned export attempt");
+                }
                 Ended::Abandoned
             }
             Err(e) => self.failed_attempt(&job, e).await,
         }
     }
 
-    /// Builds the zip into `work_file` and uploads it.
+    /// Builds the zip into `work_file` and uploads it under this attempt's key
+    /// ([`Job::attempt_key`]): never over the file another attempt of the job published, should
+    /// this one have stalled past its lease and be uploading late.
     async fn export_job(
         &self,
         job: &Job,
@@ -362,10 +378,11 @@ where
         }
         let records = self.store.stream_records(j.query.clone());
         let built = archive::build_zip_until(records, &settings, work_file, cancel).await?;
+        let key = job.attempt_key();
         let stored = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(ExportError::Cancelled),
-            r = self.blobs.put_file(&j.file_name, work_file) => r?,
+            r = self.blobs.put_file(&key, work_file) => r?,
         };
         Ok((built, stored))
     }
@@ -382,6 +399,10 @@ where
             sha256: stored.sha256.clone(),
             finished_at: now,
             expires_at: later(now, self.config.retention()),
+            // The key `export_job` uploaded under, recorded with that upload's size and SHA-256
+            // in one store step: whichever attempt the store lets publish, the job names the
+            // object whose bytes it describes.
+            file_attempt: Some(job.attempts),
         };
         let callback = Callback::first(j, now, Config::secs(self.config.callback_give_up_secs))?;
         Ok(self

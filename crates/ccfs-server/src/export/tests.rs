@@ -241,7 +241,7 @@ impl JobQueue for FakeStore {
     }
 }
 
-fn record(i: u64) -> Record {
+pub(super) fn record(i: u64) -> Record {
     let at = Timestamp::from_second(1_714_521_600 + i as i64).unwrap();
     let texts: [String; 19] = std::array::from_fn(|c| match c {
         0 => format!("r{i}"),
@@ -254,7 +254,7 @@ fn record(i: u64) -> Record {
     Record::from_texts(texts, at, at)
 }
 
-fn new_job(byte: u8, timezone: &str, account: Option<&str>) -> NewJob {
+pub(super) fn new_job(byte: u8, timezone: &str, account: Option<&str>) -> NewJob {
     let response_id = ResponseId::from_bytes([byte; 16]);
     let created_at: Timestamp = "2024-05-01T22:30:00.123Z".parse().unwrap();
     NewJob {
@@ -358,8 +358,11 @@ async fn a_job_is_built_uploaded_and_published_with_its_callback() {
     assert!(outcome.expires_at > outcome.finished_at);
     // The stored zip is the one described, and its parts are named from created_at in the
     // developer's zone (22:30:00.123Z is 06:30:00.123 the next day in Shanghai).
+    // Under the key of the attempt that built it, which the job records.
+    let key = done.published_key().unwrap();
+    assert_eq!(key, crate::model::FileKey::of_attempt(&name, 1));
     let bytes: Vec<bytes::Bytes> =
-        futures::TryStreamExt::try_collect(h.exports.blobs.get(&name, None).await.unwrap())
+        futures::TryStreamExt::try_collect(h.exports.blobs.get(&key, None).await.unwrap())
             .await
             .unwrap();
     let bytes = bytes.concat();
@@ -550,16 +553,11 @@ fn reasons_are_sentences_without_internal_details() {
     assert_eq!(e.reason(), "The export file could not be written.");
 }
 
-#[tokio::test]
-async fn with_the_sqlite_store_a_queued_job_is_published() {
-    // The same path against the real store: claim, stream, finish with the callback.
-    let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::open(
-        &crate::urls::DatabaseUrl::Sqlite(dir.path().join("t.db")),
-        1,
-    )
-    .await
-    .unwrap();
+/// A real SQLite store in `dir` with the developer [`DEV`] and `records` inserted.
+pub(super) async fn sqlite_store(dir: &Path, records: &[Record]) -> Arc<dyn Store> {
+    let store = crate::store::open(&crate::urls::DatabaseUrl::Sqlite(dir.join("t.db")), 1)
+        .await
+        .unwrap();
     store
         .insert_developer(&Developer {
             app_id: AppId::parse(DEV).unwrap(),
@@ -576,15 +574,20 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
         })
         .await
         .unwrap();
+    let outcome = store
+        .insert_records(records, OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, records.len() as u64);
+    store
+}
+
+#[tokio::test]
+async fn with_the_sqlite_store_a_queued_job_is_published() {
+    // The same path against the real store: claim, stream, finish with the callback.
+    let dir = tempfile::tempdir().unwrap();
     let records: Vec<Record> = (0..7).map(record).collect();
-    assert_eq!(
-        store
-            .insert_records(&records, OnConflict::Fail)
-            .await
-            .unwrap()
-            .inserted,
-        7
-    );
+    let store = sqlite_store(dir.path(), &records).await;
     let mut job = new_job(11, "Europe/Berlin", Some("acc1"));
     job.query.begin = records[0].begin_time;
     job.query.end = records[6].begin_time; // half-open: the last record is left out
@@ -611,6 +614,7 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     h.stop(workers).await;
+    let key = done.published_key().unwrap();
     let outcome = done.outcome.unwrap();
     assert_eq!((outcome.record_count, outcome.file_count), (6, 2));
     assert_eq!(done.attempts, 1);
@@ -619,7 +623,7 @@ async fn with_the_sqlite_store_a_queued_job_is_published() {
     let stored: Vec<bytes::Bytes> = h
         .exports
         .blobs
-        .get(&done.job.file_name, None)
+        .get(&key, None)
         .await
         .unwrap()
         .try_collect()

@@ -1,8 +1,9 @@
 //! Uploads a killed export left unfinished in the file store.
 //!
 //! A process killed while it uploads a zip cannot abort the upload: the local store keeps the
-//! staging file `exports/NAME#N` for ever (a download never sees it, and expiry deletes only
-//! the finished file). The job is taken over and uploaded again under a new staging name, so
+//! staging file `exports/a{ATTEMPT}/NAME#N` (`exports/NAME#N` for an upload from before
+//! attempts had keys of their own) for ever: a download never sees it, and expiry deletes only
+//! finished files. The job is taken over and uploaded again under a new staging name, so
 //! the old one is garbage once the job is no longer running: published by another attempt, or
 //! back in the queue to be built afresh. A running job's staging file stays, since its owner
 //! may be uploading it right now; a later sweep removes it once the job has finished.

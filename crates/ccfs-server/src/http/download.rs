@@ -78,9 +78,15 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
     let job = state.store.job(&name.response_id()).await?;
     // Missing, unfinished, expired and someone else's all answer the same.
     let now = Timestamp::now();
-    let outcome = job
+    let job = job
         .filter(|j| j.job.developer_id() == &signed.developer.app_id && j.job.file_name == name)
-        .and_then(|j| j.file_at(now).cloned())
+        .ok_or(HttpError::from(ResultCode::FileNotFound))?;
+    // The object of the attempt the job published: its size and SHA-256 are the outcome's,
+    // whatever a stale attempt uploaded under its own key.
+    let (outcome, key) = job
+        .file_at(now)
+        .cloned()
+        .zip(job.published_key())
         .ok_or(HttpError::from(ResultCode::FileNotFound))?;
     // Counted across every node on the database; a store that cannot answer is a 0300500.
     let slot = state
@@ -115,12 +121,12 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
     };
     let stream = match state
         .blobs
-        .get(&name, (size > 0).then(|| range.clone()))
+        .get(&key, (size > 0).then(|| range.clone()))
         .await
     {
         Ok(s) => s,
         Err(BlobError::NotFound(_)) => {
-            tracing::warn!(file = %name, "a finished export's file is missing from the file store");
+            tracing::warn!(file = %key, "a finished export's file is missing from the file store");
             return Err(ResultCode::FileNotFound.into());
         }
         Err(e) => return Err(e.into()),

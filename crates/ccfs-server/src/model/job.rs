@@ -83,6 +83,42 @@ pub struct JobOutcome {
     pub sha256: String,
     pub finished_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The claim of the job whose upload is the published file ([`FileKey::attempt`]); `None`
+    /// for a job published before uploads were stored per attempt.
+    pub file_attempt: Option<u32>,
+}
+
+/// Where a job's file is kept in the file store: the name the client sees, and the claim of
+/// the job ([`Job::attempts`] at the time) whose upload it is.
+///
+/// Each claim uploads under its own key, so an attempt that stalled past its lease and uploads
+/// late cannot overwrite the file a later attempt published: the job records which attempt's
+/// object it published ([`JobOutcome::file_attempt`]), and only that one is served.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub name: ZipFileName,
+    /// `None`: a file stored before per-attempt keys, under its name alone.
+    pub attempt: Option<u32>,
+}
+
+impl FileKey {
+    /// The key of the upload of attempt `attempt` of the job whose file is `name`.
+    pub fn of_attempt(name: &ZipFileName, attempt: u32) -> Self {
+        Self {
+            name: name.clone(),
+            attempt: Some(attempt),
+        }
+    }
+}
+
+impl std::fmt::Display for FileKey {
+    /// The object's path in the file store (below its prefix).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.attempt {
+            Some(a) => write!(f, "exports/a{a}/{}", self.name),
+            None => write!(f, "exports/{}", self.name),
+        }
+    }
 }
 
 /// A stored job.
@@ -115,6 +151,31 @@ impl Job {
         (self.state_at(now) == JobState::Succeeded)
             .then_some(self.outcome.as_ref())
             .flatten()
+    }
+
+    /// Where this claim of the job uploads its file.
+    pub fn attempt_key(&self) -> FileKey {
+        FileKey::of_attempt(&self.job.file_name, self.attempts)
+    }
+
+    /// The published file's key; `None` until the job has succeeded.
+    pub fn published_key(&self) -> Option<FileKey> {
+        self.outcome.as_ref().map(|o| FileKey {
+            name: self.job.file_name.clone(),
+            attempt: o.file_attempt,
+        })
+    }
+
+    /// Every key an upload of this job can have been stored under: the legacy key and that of
+    /// each claim so far. Claims are counted in the store before their upload starts, so no
+    /// attempt of the job uploads under a key outside this list.
+    pub fn every_key(&self) -> impl Iterator<Item = FileKey> + '_ {
+        std::iter::once(None)
+            .chain((1..=self.attempts).map(Some))
+            .map(|attempt| FileKey {
+                name: self.job.file_name.clone(),
+                attempt,
+            })
     }
 }
 
@@ -152,6 +213,7 @@ mod tests {
                 sha256: String::new(),
                 finished_at: t0,
                 expires_at,
+                file_attempt: Some(1),
             }),
             error: None,
             callback: None,
@@ -179,5 +241,38 @@ mod tests {
         }
         // A succeeded job always has its outcome; without one there is no file to offer.
         assert_eq!(job(JobState::Succeeded, None).file_at(before), None);
+    }
+
+    #[test]
+    fn each_attempt_has_its_own_key_and_the_legacy_key_stays_the_name() {
+        let mut j = job(
+            JobState::Succeeded,
+            Some("2024-05-08T00:00:00Z".parse().unwrap()),
+        );
+        let name = j.job.file_name.clone();
+        j.attempts = 3;
+        assert_eq!(j.attempt_key().to_string(), format!("exports/a3/{name}"));
+        assert_eq!(
+            j.published_key().map(|k| k.to_string()),
+            Some(format!("exports/a1/{name}"))
+        );
+        let every: Vec<String> = j.every_key().map(|k| k.to_string()).collect();
+        assert_eq!(
+            every,
+            [
+                format!("exports/{name}"),
+                format!("exports/a1/{name}"),
+                format!("exports/a2/{name}"),
+                format!("exports/a3/{name}"),
+            ]
+        );
+        if let Some(o) = j.outcome.as_mut() {
+            o.file_attempt = None;
+        }
+        assert_eq!(
+            j.published_key().map(|k| k.to_string()),
+            Some(format!("exports/{name}"))
+        );
+        assert_eq!(job(JobState::Queued, None).published_key(), None);
     }
 }

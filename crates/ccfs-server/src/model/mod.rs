@@ -23,4 +23,4 @@ pub use callback::{Attempt, Callback, CallbackState};
 pub use ccfs_protocol::CallbackUrl;
 pub use developer::{Developer, Role, TimeZoneName, UnknownTimeZone};
 pub use idempotency::{BodyHash, Idempotency, IdempotencyKey};
-pub use job::{Job, JobOutcome, JobState, NewJob, RecordQuery};
+pub use job::{FileKey, Job, JobOutcome, JobState, NewJob, RecordQuery};

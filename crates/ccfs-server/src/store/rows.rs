@@ -64,6 +64,10 @@ pub(crate) fn job_from_row(row: &impl StoredRow) -> StoreResult<Job> {
                 sha256: row.opt_text("sha256")?.ok_or_else(|| missing("sha256"))?,
                 finished_at: from_ms(need("finished_at")?, "finished_at")?,
                 expires_at: from_ms(need("expires_at")?, "expires_at")?,
+                file_attempt: row
+                    .opt_int("file_attempt")?
+                    .map(|a| to_u32(a, "file_attempt"))
+                    .transpose()?,
             })
         }
     };

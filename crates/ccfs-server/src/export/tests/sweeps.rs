@@ -57,8 +57,19 @@ async fn unfinished_uploads_of_jobs_not_running_are_removed() {
         new_job(22, "UTC", None),
         new_job(23, "UTC", None),
     );
-    let staging = |j: &NewJob| dir.join(format!("{}#1", j.file_name));
-    let finished = dir.join(queued.file_name.to_string());
+    // The queued job's staging file is an attempt's (`exports/a1/`), the others under the keys
+    // from before attempts were kept apart.
+    let attempt_dir = dir.join("a1");
+    std::fs::create_dir_all(&attempt_dir).unwrap();
+    let staging = |j: &NewJob| {
+        let at = if j.response_id == queued.response_id {
+            &attempt_dir
+        } else {
+            &dir
+        };
+        at.join(format!("{}#1", j.file_name))
+    };
+    let finished = attempt_dir.join(queued.file_name.to_string());
     for p in [
         staging(&queued),
         staging(&running),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{at_ms, callback, created, finished_job, job, new_job, outcome, rid, BASE};
-use crate::model::{Job, JobState};
+use crate::model::{FileKey, Job, JobOutcome, JobState};
 use crate::store::{CreateJob, Store, StoreError};
 
 pub async fn create(store: Arc<dyn Store>) {
@@ -162,7 +162,11 @@ pub async fn lifecycle(store: Arc<dyn Store>) {
         .renew_lease(&j2.response_id, "n1", t(100_000))
         .await
         .expect("renew"));
-    let out = outcome(BASE * 1000 + 20_000, BASE * 1000 + 600_000);
+    // As a job published before per-attempt keys was: no attempt recorded.
+    let out = JobOutcome {
+        file_attempt: None,
+        ..outcome(BASE * 1000 + 20_000, BASE * 1000 + 600_000)
+    };
     let cb = callback(&j2, BASE * 1000 + 20_000);
     assert!(!store
         .finish_job(&j2.response_id, "n2", &out, &cb)
@@ -279,16 +283,42 @@ pub async fn lifecycle(store: Arc<dyn Store>) {
         .await
         .expect("renew by the old owner"));
     let cb3 = callback(&j3, BASE * 1000 + 100_000);
+    // Each attempt publishes the object it uploaded: the old owner's (attempt 2) is refused,
+    // the new owner's (attempt 3) is recorded as the job's file.
+    let stale = JobOutcome {
+        file_attempt: Some(2),
+        sha256: "cd".repeat(32),
+        ..out.clone()
+    };
     assert!(!store
-        .finish_job(&j3.response_id, "n2", &out, &cb3)
+        .finish_job(&j3.response_id, "n2", &stale, &cb3)
         .await
         .expect("finish by the old owner"));
-    assert_eq!(job(&store, &j3.response_id).await.callback, None);
+    let still = job(&store, &j3.response_id).await;
+    assert_eq!((still.callback, still.outcome), (None, None));
+    let out3 = JobOutcome {
+        file_attempt: Some(3),
+        ..out.clone()
+    };
     assert!(store
-        .finish_job(&j3.response_id, "n3", &out, &cb3)
+        .finish_job(&j3.response_id, "n3", &out3, &cb3)
         .await
         .expect("finish by the new owner"));
-    assert_eq!(job(&store, &j3.response_id).await.callback, Some(cb3));
+    let done3 = job(&store, &j3.response_id).await;
+    assert_eq!(done3.callback, Some(cb3));
+    assert_eq!(done3.outcome, Some(out3));
+    assert_eq!(
+        done3.published_key(),
+        Some(FileKey::of_attempt(&j3.file_name, 3))
+    );
+    assert_eq!(
+        job(&store, &j2.response_id).await.published_key(),
+        Some(FileKey {
+            name: j2.file_name.clone(),
+            attempt: None
+        }),
+        "a job without a recorded attempt names the legacy key"
+    );
     assert_eq!(
         store
             .claim_job("n4", t(10_000_000), t(10_060_000))

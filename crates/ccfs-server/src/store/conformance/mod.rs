@@ -141,6 +141,7 @@ fn outcome(finished_ms: i64, expires_ms: i64) -> JobOutcome {
         sha256: "ab".repeat(32),
         finished_at: at_ms(finished_ms),
         expires_at: at_ms(expires_ms),
+        file_attempt: Some(1),
     }
 }
 

@@ -26,7 +26,7 @@ fn job_select() -> &'static str {
          j.query_begin, j.query_end, j.query_account_id, j.query_agent_id, j.callback_url, \
          j.timezone, j.csv_header, j.created_at, j.idempotency_key, j.idempotency_hash, j.state, \
          j.attempts, j.started_at, j.record_count, j.file_count, j.file_size, j.sha256, \
-         j.finished_at, j.expires_at, j.error, {CALLBACK_COLUMNS} \
+         j.finished_at, j.expires_at, j.file_attempt, j.error, {CALLBACK_COLUMNS} \
          FROM jobs j LEFT JOIN callbacks c ON c.response_id = j.response_id"
     ))
 }
@@ -229,8 +229,9 @@ impl JobQueue for PgStore {
             // lease_owner stays, to tell which node built the file.
             let done = sqlx::query(once_sql!(format!(
             "UPDATE jobs SET state = {}, lease_until = NULL, record_count = $1, file_count = $2, \
-             file_size = $3, sha256 = $4, finished_at = $5, expires_at = $6, error = NULL \
-             WHERE response_id = $7 AND lease_owner = $8 AND state = {}",
+             file_size = $3, sha256 = $4, finished_at = $5, expires_at = $6, file_attempt = $7, \
+             error = NULL \
+             WHERE response_id = $8 AND lease_owner = $9 AND state = {}",
             job_state_sql(Succeeded),
             job_state_sql(Running)
         )))
@@ -240,6 +241,7 @@ impl JobQueue for PgStore {
             .bind(&outcome.sha256)
             .bind(ms(outcome.finished_at))
             .bind(ms(outcome.expires_at))
+            .bind(outcome.file_attempt.map(i64::from))
             .bind(id.as_str())
             .bind(owner)
             .execute(&mut *tx)

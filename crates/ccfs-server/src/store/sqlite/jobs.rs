@@ -22,7 +22,7 @@ const JOB_SELECT: &str = "SELECT j.response_id, j.developer_id, j.file_name, \
      j.query_begin, j.query_end, j.query_account_id, j.query_agent_id, j.callback_url, j.timezone, \
      j.csv_header, j.created_at, j.idempotency_key, j.idempotency_hash, j.state, j.attempts, \
      j.started_at, j.record_count, j.file_count, j.file_size, j.sha256, j.finished_at, \
-     j.expires_at, j.error, \
+     j.expires_at, j.file_attempt, j.error, \
      c.response_id AS cb_response_id, c.developer_id AS cb_developer_id, c.url AS cb_url, \
      c.body AS cb_body, c.state AS cb_state, c.attempts AS cb_attempts, \
      c.next_attempt_at AS cb_next_attempt_at, c.give_up_at AS cb_give_up_at, \
@@ -208,7 +208,8 @@ impl JobQueue for SqliteStore {
         // lease_owner stays, to tell which node built the file.
         let done = sqlx::query(once_sql!(format!(
             "UPDATE jobs SET state = {}, lease_until = NULL, record_count = ?, file_count = ?, \
-             file_size = ?, sha256 = ?, finished_at = ?, expires_at = ?, error = NULL \
+             file_size = ?, sha256 = ?, finished_at = ?, expires_at = ?, file_attempt = ?, \
+             error = NULL \
              WHERE response_id = ? AND lease_owner = ? AND state = {}",
             job_state_sql(Succeeded),
             job_state_sql(Running)
@@ -219,6 +220,7 @@ impl JobQueue for SqliteStore {
         .bind(&outcome.sha256)
         .bind(ms(outcome.finished_at))
         .bind(ms(outcome.expires_at))
+        .bind(outcome.file_attempt.map(i64::from))
         .bind(id.as_str())
         .bind(owner)
         .execute(&mut *tx)

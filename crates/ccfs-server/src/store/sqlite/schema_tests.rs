@@ -70,6 +70,7 @@ async fn publish(store: &SqliteStore, job: &NewJob) {
         sha256: "00".repeat(32),
         finished_at: at(T0),
         expires_at: at(T0 + 1000),
+        file_attempt: Some(1),
     };
     let cb = Callback::first(job, at(T0), jiff::SignedDuration::from_hours(1)).expect("callback");
     assert!(store
@@ -180,6 +181,8 @@ async fn store_an_older_database_migrates_and_keeps_its_jobs() {
             sha256: "ab".repeat(32),
             finished_at: at(T0 + 20),
             expires_at: at(T0 + 600_000),
+            // Published before per-attempt keys: its file is under its name alone.
+            file_attempt: None,
         })
     );
     assert_eq!(

@@ -17,10 +17,11 @@ use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments, Row};
 
-use super::convert::corrupt;
+use super::convert::{corrupt, to_u32};
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::StoreResult;
+use crate::model::FileKey;
 use tables::{Kind, Table, TABLES};
 
 /// Rows per page: one read, one insert and one check each.
@@ -62,26 +63,39 @@ pub async fn transfer(
 /// A finished export whose file a transfer must bring along.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedFile {
-    pub name: ccfs_protocol::ZipFileName,
+    /// Where the file is stored: under the same key in the target, since the job row that
+    /// names it is copied as it is.
+    pub key: FileKey,
     pub size: u64,
     /// Lower-case hex SHA-256, as the job recorded it.
     pub sha256: String,
 }
 
-/// The files of the source's succeeded jobs (expired ones are already deleted), by name.
+/// `file_name, file_size, sha256, file_attempt` of a succeeded job.
+type PublishedRow = (String, Option<i64>, Option<String>, Option<i64>);
+
+/// The published files of the source's succeeded jobs (expired ones are already deleted), by
+/// name. Only the attempt each job published: another attempt's upload is no file of the job.
 pub async fn published_files(from: &SqliteStore) -> StoreResult<Vec<PublishedFile>> {
-    let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT file_name, file_size, sha256 FROM jobs WHERE state = 'succeeded' \
+    let rows: Vec<PublishedRow> = sqlx::query_as(
+        "SELECT file_name, file_size, sha256, file_attempt FROM jobs WHERE state = 'succeeded' \
          ORDER BY file_name",
     )
     .fetch_all(from.reader())
     .await?;
     rows.into_iter()
-        .map(|(name, size, sha256)| {
+        .map(|(name, size, sha256, attempt)| {
             let name = ccfs_protocol::ZipFileName::parse(&name)
                 .ok_or_else(|| corrupt(format_args!("jobs.file_name {name:?}")))?;
+            let attempt = attempt
+                .map(|a| to_u32(a, "jobs.file_attempt"))
+                .transpose()?;
             match (size.and_then(|s| u64::try_from(s).ok()), sha256) {
-                (Some(size), Some(sha256)) => Ok(PublishedFile { name, size, sha256 }),
+                (Some(size), Some(sha256)) => Ok(PublishedFile {
+                    key: FileKey { name, attempt },
+                    size,
+                    sha256,
+                }),
                 _ => Err(corrupt(format_args!(
                     "succeeded job of {name} without its size or SHA-256"
                 ))),

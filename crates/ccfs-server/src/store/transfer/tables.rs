@@ -101,6 +101,7 @@ pub(super) const TABLES: &[Table] = &[
             opt("finished_at", Int),
             opt("expires_at", Int),
             opt("error", Text),
+            opt("file_attempt", Int),
         ],
         key: &["response_id"],
     },

@@ -81,7 +81,7 @@ async fn populate(store: Arc<dyn Store>) -> Vec<crate::model::NewJob> {
         .insert_developer(&developer("dev2", &[]))
         .await
         .expect("developer");
-    let records: Vec<_> = (0..(PAGE as i64 * 2 + 17))
+    let records: Vec<_> = (0..(PAGE * 2 + 17))
         .map(|i| {
             let mut r = record("dev1", &format!("r{i:06}"), BASE + i, "acc1", "7");
             // Every byte COPY and arrays must carry through.
@@ -198,10 +198,17 @@ mod postgres_transfer {
             target.create_job(&jobs[1], 100).await.expect("create"),
             source.create_job(&jobs[1], 100).await.expect("create")
         );
+        let files = published_files(&from).await.expect("files");
+        assert_eq!(files.len(), 1, "the finished job's file");
         assert_eq!(
-            published_files(&from).await.expect("files").len(),
-            1,
-            "the finished job's file"
+            target
+                .job(&files[0].key.name.response_id())
+                .await
+                .expect("read")
+                .and_then(|j| j.published_key()),
+            Some(files[0].key.clone()),
+            "the file moves under the key of the attempt its job published"
         );
+        assert_eq!(files[0].key.attempt, Some(1));
     }
 }
