@@ -22,7 +22,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientConfigKey, GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
+
+use crate::export::Stable;
 
 use ccfs_protocol::ZipFileName;
 
@@ -45,6 +49,10 @@ pub enum BlobError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    /// The file being uploaded as it is written stopped growing before it was complete (its
+    /// writer failed or was cancelled; the writer's error says why).
+    #[error("file store: the file being uploaded was not finished")]
+    Unfinished,
     /// The S3 settings cannot make a client (a bad endpoint, a missing region).
     #[error("cannot use the S3 file store {url} (blob_url and aws_*): {error}")]
     S3 {
@@ -152,6 +160,41 @@ impl Blobs {
     pub async fn put_file(&self, key: &FileKey, file: &Path) -> Result<Stored, BlobError> {
         let src = tokio::fs::File::open(file).await?;
         let chunks = ReaderStream::with_capacity(src, READ).map_err(BlobError::from);
+        self.put_stream(key, chunks).await
+    }
+
+    /// Uploads the file at `path` while it is being written: the bytes `stable` says are final
+    /// go up in parts as they come, the rest once it says the file is complete. Fails with
+    /// [`BlobError::Unfinished`] (and the upload is aborted) when the writer stops before that.
+    pub async fn put_growing(
+        &self,
+        key: &FileKey,
+        path: &Path,
+        mut stable: watch::Receiver<Stable>,
+    ) -> Result<Stored, BlobError> {
+        // The writer creates the file; it exists once anything of it is reported.
+        while *stable.borrow_and_update() == Stable::default() {
+            stable.changed().await.map_err(|_| BlobError::Unfinished)?;
+        }
+        let file = tokio::fs::File::open(path).await?;
+        let chunks = futures::stream::try_unfold(
+            (file, 0u64, stable),
+            |(mut file, offset, mut stable)| async move {
+                loop {
+                    let now = *stable.borrow_and_update();
+                    if offset < now.bytes {
+                        let n = (now.bytes - offset).min(READ as u64) as usize;
+                        let mut buf = vec![0u8; n];
+                        file.read_exact(&mut buf).await?;
+                        return Ok(Some((Bytes::from(buf), (file, offset + n as u64, stable))));
+                    }
+                    if now.complete {
+                        return Ok(None);
+                    }
+                    stable.changed().await.map_err(|_| BlobError::Unfinished)?;
+                }
+            },
+        );
         self.put_stream(key, chunks).await
     }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
-pub use archive::{build_zip, Built, ZipSettings};
+pub use archive::{build_zip, Built, Stable, ZipSettings};
 pub use unfinished::remove_unfinished_uploads;
 pub use work::WorkFiles;
 
@@ -377,14 +377,31 @@ where
             tokio::fs::create_dir_all(dir).await?;
         }
         let records = self.store.stream_records(j.query.clone());
-        let built = archive::build_zip_until(records, &settings, work_file, cancel).await?;
         let key = job.attempt_key();
-        let stored = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(ExportError::Cancelled),
-            r = self.blobs.put_file(&key, work_file) => r?,
+        // The upload runs beside the build, a part at a time as the zip writer finishes them,
+        // so a large export is mostly uploaded when its last row is written. A failed upload
+        // stops the build (nothing would be published); a failed build stops the upload, which
+        // then reports only that its file was not finished: the build's error is the cause.
+        let (stable_tx, stable_rx) = watch::channel(Stable::default());
+        let stop_build = cancel.child_token();
+        let build =
+            archive::build_zip_until(records, &settings, work_file, &stop_build, Some(stable_tx));
+        let upload = async {
+            let r = self.blobs.put_growing(&key, work_file, stable_rx).await;
+            if r.is_err() {
+                stop_build.cancel();
+            }
+            r
         };
-        Ok((built, stored))
+        match tokio::join!(build, upload) {
+            (Ok(built), Ok(stored)) => Ok((built, stored)),
+            // Cancelled from outside (shutdown, lost lease): say so, whatever the upload saw.
+            (Err(e), _) if cancel.is_cancelled() => Err(e),
+            // The build stopped because the upload failed: the upload's error is the cause.
+            (Err(ExportError::Cancelled), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
     }
 
     /// Marks the job succeeded and enqueues its callback, in one store step. False when the lease

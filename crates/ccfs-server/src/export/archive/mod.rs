@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ccfs_protocol::Record;
 use futures::stream::{BoxStream, StreamExt};
 use jiff::{civil, tz::TimeZone};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::ExportError;
@@ -20,9 +20,12 @@ use crate::files::remove_quietly;
 use crate::store::StoreResult;
 use writer::write_zip;
 
+mod stable;
 #[cfg(test)]
 mod tests;
 mod writer;
+
+pub use stable::Stable;
 
 /// Records per batch sent to the writer thread: large enough that the channel costs nothing
 /// per record, small enough that a batch is a few hundred kilobytes.
@@ -69,21 +72,24 @@ pub async fn build_zip(
     settings: &ZipSettings,
     path: &Path,
 ) -> Result<Built, ExportError> {
-    build_zip_until(records, settings, path, &CancellationToken::new()).await
+    build_zip_until(records, settings, path, &CancellationToken::new(), None).await
 }
 
 /// As [`build_zip`], stopping with [`ExportError::Cancelled`] as soon as `cancel` fires (the
-/// job runner's shutdown and lost-lease signal).
+/// job runner's shutdown and lost-lease signal), and telling `stable` how much of the file is
+/// final as it is written, so that its upload can go on at the same time.
 pub async fn build_zip_until(
     records: BoxStream<'static, StoreResult<Record>>,
     settings: &ZipSettings,
     path: &Path,
     cancel: &CancellationToken,
+    stable: Option<watch::Sender<Stable>>,
 ) -> Result<Built, ExportError> {
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let writer_settings = settings.clone();
     let writer_path: PathBuf = path.to_owned();
-    let writer = tokio::task::spawn_blocking(move || write_zip(rx, &writer_settings, &writer_path));
+    let writer =
+        tokio::task::spawn_blocking(move || write_zip(rx, &writer_settings, &writer_path, stable));
 
     // Cancellation and the writer's end are watched around the whole feed rather than per
     // record: the select is polled only when the feed waits, so the hot loop pays nothing for

@@ -335,7 +335,7 @@ async fn cancellation_stops_a_stalled_export() {
         .boxed();
     let cancel = CancellationToken::new();
     let s = settings(1000, "UTC");
-    let run = build_zip_until(stalled, &s, &path, &cancel);
+    let run = build_zip_until(stalled, &s, &path, &cancel, None);
     let canceller = async {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         cancel.cancel();

@@ -1,5 +1,6 @@
 //! The writer thread of an export: CSV rows into deflated zip entries, a new part every
-//! `rows_per_file`, the finished file synced to disk.
+//! `rows_per_file`, the finished file synced to disk, and how much of it is final reported as
+//! it goes ([`super::stable`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -8,10 +9,11 @@ use std::path::Path;
 use ccfs_protocol::record::{csv_writer, COLUMNS};
 use ccfs_protocol::CsvPartName;
 use jiff::civil;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
+use super::stable::{Stable, Tracked};
 use super::{Built, Feed, ZipSettings};
 use crate::export::ExportError;
 
@@ -36,8 +38,9 @@ pub(super) fn write_zip(
     mut rx: mpsc::Receiver<Feed>,
     s: &ZipSettings,
     path: &Path,
+    stable: Option<watch::Sender<Stable>>,
 ) -> Result<Built, ExportError> {
-    let file = File::create(path)?;
+    let file = Tracked::new(File::create(path)?, stable);
     let options = entry_options(s);
     // One random number per export is enough: it only has to make names of exports created in
     // the same millisecond unlikely to collide, as the CC-FS names do.
@@ -80,9 +83,19 @@ pub(super) fn write_zip(
     csv.flush()?;
     drop(csv);
     let buffered = zip.finish()?;
-    let file = buffered.into_inner().map_err(|e| e.into_error())?;
+    let (file, stable) = buffered
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .into_parts();
     // The file is about to be uploaded and the job marked done: make sure it is on disk.
     file.sync_all()?;
+    if let Some(tx) = stable {
+        let bytes = file.metadata()?.len();
+        tx.send_replace(Stable {
+            bytes,
+            complete: true,
+        });
+    }
     Ok(Built {
         record_count: total,
         file_count: seq,
