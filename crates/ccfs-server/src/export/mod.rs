@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::{BlobError, Blobs, Stored};
+use crate::blobs::{BlobError, Blobs, Stable, Stored};
 use crate::config::Config;
 use crate::files::remove_quietly;
 use crate::isolate::isolated;
@@ -46,7 +46,7 @@ use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
 
-pub use archive::{build_zip, Built, Stable, ZipSettings};
+pub use archive::{build_zip, Built, ZipSettings};
 pub use unfinished::remove_unfinished_uploads;
 pub use work::WorkFiles;
 

@@ -25,7 +25,7 @@ mod stable;
 mod tests;
 mod writer;
 
-pub use stable::Stable;
+use crate::blobs::Stable;
 
 /// Records per batch sent to the writer thread: large enough that the channel costs nothing
 /// per record, small enough that a batch is a few hundred kilobytes.

@@ -15,14 +15,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 
 use tokio::sync::watch;
 
-/// What the uploader may read of the file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stable {
-    /// Bytes from the start of the file that will not change.
-    pub bytes: u64,
-    /// The file is complete and synced: `bytes` is its length.
-    pub complete: bool,
-}
+use crate::blobs::Stable;
 
 /// A file under the zip writer that reports its final prefix.
 pub(super) struct Tracked<W> {

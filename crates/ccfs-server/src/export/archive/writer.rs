@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, watch};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use super::stable::{Stable, Tracked};
+use super::stable::Tracked;
 use super::{Built, Feed, ZipSettings};
+use crate::blobs::Stable;
 use crate::export::ExportError;
 
 /// Write buffer of the zip file: the deflate stream reaches the disk in large writes.

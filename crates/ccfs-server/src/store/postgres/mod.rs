@@ -21,6 +21,7 @@ mod developers;
 mod downloads;
 mod jobs;
 mod outbox;
+mod record_row;
 mod record_stream;
 mod records;
 mod replay;

@@ -5,7 +5,7 @@
 use ccfs_protocol::Record;
 use sqlx::PgPool;
 
-use super::records::{record_columns, version_from_row};
+use super::record_row::{record_columns, version_from_row};
 use super::Tx;
 use crate::model::RecordQuery;
 use crate::store::convert::{ceil_second, from_second};

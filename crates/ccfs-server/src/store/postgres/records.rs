@@ -9,47 +9,21 @@ use async_trait::async_trait;
 use ccfs_protocol::Record;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::copy_in::copy_chunk;
+use super::record_row::{record_columns, version_from_row};
 use super::record_stream::RecordStream;
 use super::{settle, PgStore};
 use crate::model::RecordQuery;
+use crate::store::convert::floor_second;
 use crate::store::convert::RECORD_TEXT_COLUMNS;
-use crate::store::convert::{corrupt, floor_second};
-use crate::store::versions::{sort_chunk, Version, Versions};
+use crate::store::versions::{sort_chunk, Versions};
 use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
 
 /// Records per INSERT statement: large enough that a statement's round trip is shared by many
 /// records, small enough that a conflicting chunk's lookup stays cheap.
 const INSERT_CHUNK: usize = 5000;
-
-/// The record columns a query reads, in [`version_from_row`]'s order.
-pub(super) fn record_columns() -> String {
-    let mut columns = RECORD_TEXT_COLUMNS.to_vec();
-    columns.extend(["begin_time", "end_time"]);
-    columns.join(", ")
-}
-
-/// A record row as the version it stores.
-pub(super) fn version_from_row(row: &PgRow) -> StoreResult<Version> {
-    let mut texts: [String; 19] = Default::default();
-    for (i, t) in texts.iter_mut().enumerate() {
-        *t = row
-            .try_get(i)
-            .map_err(|e| corrupt(format_args!("record column {i}: {e}")))?;
-    }
-    let time = |i: usize| -> StoreResult<i64> {
-        row.try_get(i)
-            .map_err(|e| corrupt(format_args!("record column {i}: {e}")))
-    };
-    Ok(Version {
-        texts,
-        begin: time(19)?,
-        end: time(20)?,
-    })
-}
 
 /// `INSERT … SELECT * FROM UNNEST($1::text[], …, $20::bigint[], $21::bigint[]) ON CONFLICT DO
 /// NOTHING`: a record whose id is stored (or came earlier in the statement) is left out, and the

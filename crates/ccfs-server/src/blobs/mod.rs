@@ -16,21 +16,17 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientConfigKey, GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
 
-use crate::export::Stable;
-
 use ccfs_protocol::ZipFileName;
 
-use crate::config::{BlobUrl, Config, S3Location};
+use crate::config::{BlobUrl, Config};
 use crate::model::FileKey;
 
 /// An error of the file store.
@@ -170,31 +166,9 @@ impl Blobs {
         &self,
         key: &FileKey,
         path: &Path,
-        mut stable: watch::Receiver<Stable>,
+        stable: watch::Receiver<Stable>,
     ) -> Result<Stored, BlobError> {
-        // The writer creates the file; it exists once anything of it is reported.
-        while *stable.borrow_and_update() == Stable::default() {
-            stable.changed().await.map_err(|_| BlobError::Unfinished)?;
-        }
-        let file = tokio::fs::File::open(path).await?;
-        let chunks = futures::stream::try_unfold(
-            (file, 0u64, stable),
-            |(mut file, offset, mut stable)| async move {
-                loop {
-                    let now = *stable.borrow_and_update();
-                    if offset < now.bytes {
-                        let n = (now.bytes - offset).min(READ as u64) as usize;
-                        let mut buf = vec![0u8; n];
-                        file.read_exact(&mut buf).await?;
-                        return Ok(Some((Bytes::from(buf), (file, offset + n as u64, stable))));
-                    }
-                    if now.complete {
-                        return Ok(None);
-                    }
-                    stable.changed().await.map_err(|_| BlobError::Unfinished)?;
-                }
-            },
-        );
+        let chunks = growing::final_bytes(path, stable, READ).await?;
         self.put_stream(key, chunks).await
     }
 
@@ -368,237 +342,10 @@ async fn copy_hashing(
     })
 }
 
-/// The S3 client of `blob_url = s3://…`: whatever the standard `AWS_*` variables say (session
-/// tokens, container credentials and the like included), then the `aws_*` settings, which the
-/// configuration has already read from the file and from the same variables.
-fn s3_client(
-    config: &Config,
-    at: &S3Location,
-) -> Result<object_store::aws::AmazonS3, object_store::Error> {
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(at.bucket());
-    if let Some(id) = &config.aws_access_key_id {
-        b = b.with_access_key_id(id);
-    }
-    if let Some(secret) = &config.aws_secret_access_key {
-        b = b.with_secret_access_key(secret.expose());
-    }
-    if let Some(region) = &config.aws_region {
-        b = b.with_region(region);
-    }
-    if let Some(endpoint) = &config.aws_endpoint_url {
-        // Path-style requests (`ENDPOINT/BUCKET/KEY`), which every S3-compatible store serves;
-        // virtual-hosted names need DNS set up for each bucket.
-        b = b
-            .with_endpoint(endpoint.as_str().trim_end_matches('/'))
-            .with_virtual_hosted_style_request(false);
-    }
-    if config.aws_allow_http {
-        b = b.with_allow_http(true);
-    }
-    // object_store retries a failed request for up to three minutes by default; a download or
-    // an upload may keep that, but a store that does not answer must show within seconds in
-    // /readyz and in requests, and a connection that cannot be made must fail fast.
-    let retry = object_store::RetryConfig {
-        max_retries: 3,
-        retry_timeout: std::time::Duration::from_secs(20),
-        ..object_store::RetryConfig::default()
-    };
-    let connect_timeout = AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout);
-    if b.get_config_value(&connect_timeout).is_none() {
-        // Set key by key: `with_client_options` would drop what the variables set (such as
-        // `AWS_ALLOW_HTTP`).
-        b = b.with_config(connect_timeout, "5s");
-    }
-    b.with_retry(retry).build()
-}
-
+mod growing;
+mod s3;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ccfs_protocol::{ResponseId, ZipFileName};
+mod tests;
 
-    /// The key of attempt 1 of job `n`'s file.
-    fn name(n: u8) -> FileKey {
-        let name = ZipFileName::new(
-            jiff::civil::date(2024, 5, 1),
-            &ResponseId::from_bytes([n; 16]),
-        );
-        FileKey::of_attempt(&name, 1)
-    }
-
-    async fn read(blobs: &Blobs, name: &FileKey, range: Option<Range<u64>>) -> Vec<u8> {
-        let parts: Vec<Bytes> = blobs
-            .get(name, range)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        parts.concat()
-    }
-
-    /// What every file store does: store a file in parts with its hash, serve it whole and by
-    /// range, delete it (twice), and say "not found" for it after.
-    async fn put_get_range_delete(blobs: &Blobs, scratch: &Path) {
-        blobs.ping().await.expect("the store answers");
-        let name = name(1);
-        let src = scratch.join("src.bin");
-        // Over two upload parts, so S3 sees a real multipart upload.
-        let data: Vec<u8> = (0..(PART as u32 * 2 + 3_000_000))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::write(&src, &data).unwrap();
-        let stored = blobs.put_file(&name, &src).await.unwrap();
-        assert_eq!(stored.size, data.len() as u64);
-        assert_eq!(stored.sha256, hex::encode(Sha256::digest(&data)));
-        assert_eq!(read(blobs, &name, None).await, data);
-        assert_eq!(read(blobs, &name, Some(10..20)).await, data[10..20]);
-        let tail = data.len() as u64 - 5..data.len() as u64;
-        assert_eq!(read(blobs, &name, Some(tail)).await, data[data.len() - 5..]);
-        blobs.delete(&name).await.unwrap();
-        blobs.delete(&name).await.unwrap();
-        assert!(matches!(
-            blobs.get(&name, None).await,
-            Err(BlobError::NotFound(n)) if n == name
-        ));
-    }
-
-    /// A file whose upload has begun but not completed cannot be read.
-    async fn unfinished_uploads_are_invisible(blobs: &Blobs) {
-        let name = name(2);
-        let upload = blobs
-            .store
-            .put_multipart(&Blobs::path(&name))
-            .await
-            .unwrap();
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        writer.write(&vec![7u8; PART + 1]);
-        // The first part is uploaded once there is room for no more in flight.
-        writer.wait_for_capacity(0).await.unwrap();
-        assert!(matches!(
-            blobs.get(&name, None).await,
-            Err(BlobError::NotFound(_))
-        ));
-        writer.finish().await.unwrap();
-        assert_eq!(read(blobs, &name, None).await.len(), PART + 1);
-        blobs.delete(&name).await.unwrap();
-    }
-
-    /// A file copied from one store to another arrives whole, and its digest says so; a file
-    /// that is not there has no digest.
-    async fn copy_and_digest(from: &Blobs, to: &Blobs, scratch: &Path) {
-        let name = name(3);
-        let data: Vec<u8> = (0..(PART as u32 + 12_345))
-            .map(|i| (i % 241) as u8)
-            .collect();
-        let src = scratch.join("copy.bin");
-        std::fs::write(&src, &data).unwrap();
-        let put = from.put_file(&name, &src).await.unwrap();
-        assert_eq!(to.digest(&name).await.unwrap(), None);
-        assert_eq!(to.copy_from(from, &name).await.unwrap(), put);
-        assert_eq!(to.digest(&name).await.unwrap(), Some(put));
-        assert_eq!(read(to, &name, None).await, data);
-        assert!(matches!(
-            to.copy_from(from, &name_missing()).await,
-            Err(BlobError::NotFound(_))
-        ));
-        from.delete(&name).await.unwrap();
-        to.delete(&name).await.unwrap();
-    }
-
-    /// The attempts of one file, and its key from before attempts, are separate objects: an
-    /// upload under one neither replaces nor shows under another.
-    async fn attempts_are_separate_objects(blobs: &Blobs, scratch: &Path) {
-        let one = name(4);
-        let two = FileKey::of_attempt(&one.name, 2);
-        let legacy = FileKey {
-            name: one.name.clone(),
-            attempt: None,
-        };
-        let (a, b) = (scratch.join("a.bin"), scratch.join("b.bin"));
-        std::fs::write(&a, b"attempt one").unwrap();
-        std::fs::write(&b, b"attempt two").unwrap();
-        blobs.put_file(&two, &b).await.unwrap();
-        blobs.put_file(&one, &a).await.unwrap();
-        assert_eq!(read(blobs, &two, None).await, b"attempt two");
-        assert_eq!(read(blobs, &one, None).await, b"attempt one");
-        assert!(matches!(
-            blobs.get(&legacy, None).await,
-            Err(BlobError::NotFound(k)) if k == legacy
-        ));
-        blobs.delete(&one).await.unwrap();
-        assert_eq!(read(blobs, &two, None).await, b"attempt two");
-        blobs.delete(&two).await.unwrap();
-    }
-
-    fn name_missing() -> FileKey {
-        name(99)
-    }
-
-    #[tokio::test]
-    async fn local_directory_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        let blobs = Blobs::open(&config).unwrap();
-        put_get_range_delete(&blobs, dir.path()).await;
-        unfinished_uploads_are_invisible(&blobs).await;
-        attempts_are_separate_objects(&blobs, dir.path()).await;
-        let other = Blobs::open_url(&BlobUrl::Local(dir.path().join("other")), &config).unwrap();
-        copy_and_digest(&blobs, &other, dir.path()).await;
-    }
-
-    /// The same on an S3-compatible store: needs one (`scripts/garage` starts Garage and prints
-    /// the variables), so it is `#[ignore]`d without `--include-ignored`.
-    #[tokio::test]
-    #[ignore = "needs S3: eval \"$(scripts/garage start)\", then pass --include-ignored"]
-    async fn s3_store() {
-        let Some(config) = s3_test_config() else {
-            panic!("{}", S3_TEST_HELP);
-        };
-        let blobs = Blobs::open(&config).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        put_get_range_delete(&blobs, dir.path()).await;
-        unfinished_uploads_are_invisible(&blobs).await;
-        attempts_are_separate_objects(&blobs, dir.path()).await;
-        // Both ways between a local directory and the bucket (what migrate-store does).
-        let local = Blobs::open_url(&BlobUrl::Local(dir.path().join("local")), &config).unwrap();
-        copy_and_digest(&local, &blobs, dir.path()).await;
-        copy_and_digest(&blobs, &local, dir.path()).await;
-
-        // A store that cannot be reached, and credentials the store refuses, fail the ping.
-        let wrong_key = Config {
-            aws_secret_access_key: Some(crate::config::Secret::new("not-the-secret")),
-            ..config.clone()
-        };
-        assert!(Blobs::open(&wrong_key).unwrap().ping().await.is_err());
-        let nowhere = Config {
-            aws_endpoint_url: Some("http://127.0.0.1:9".parse().unwrap()),
-            ..config
-        };
-        assert!(Blobs::open(&nowhere).unwrap().ping().await.is_err());
-    }
-
-    const S3_TEST_HELP: &str = "CCFS_TEST_S3_URL is not set: the S3 tests need a bucket, e.g. \
-        eval \"$(scripts/garage start)\" (which sets CCFS_TEST_S3_URL and the AWS_* variables)";
-
-    /// The test bucket (`CCFS_TEST_S3_URL`, with a fresh prefix per call) and the `AWS_*`
-    /// variables, as a configuration.
-    fn s3_test_config() -> Option<Config> {
-        let url = std::env::var("CCFS_TEST_S3_URL").ok()?;
-        let fresh = format!(
-            "{}/t-{}",
-            url.trim_end_matches('/'),
-            hex::encode(rand::random::<[u8; 6]>())
-        );
-        Some(Config {
-            blob_url: Some(BlobUrl::parse(&fresh).expect("CCFS_TEST_S3_URL is s3://BUCKET/PREFIX")),
-            ..Config::load_with(None, |k| {
-                std::env::var(k).ok().filter(|_| k.starts_with("AWS_"))
-            })
-            .expect("the AWS_* variables make a configuration")
-        })
-    }
-}
+pub use growing::Stable;
+use s3::s3_client;
