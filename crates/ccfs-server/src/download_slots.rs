@@ -35,11 +35,13 @@ pub struct DownloadSlots {
     lease: SignedDuration,
 }
 
-/// One download in progress; frees its slot when dropped (when the body is fully sent or the
-/// client goes away).
+/// One download in progress: freed by [`DownloadSlot::release`] before its last bytes go out,
+/// or, when the client goes away first, when dropped.
 pub struct DownloadSlot {
     store: Arc<dyn Store>,
     id: DownloadSlotId,
+    /// Released already: nothing left for the drop to do.
+    released: bool,
 }
 
 impl DownloadSlots {
@@ -63,6 +65,7 @@ impl DownloadSlots {
         Ok(id.map(|id| DownloadSlot {
             store: self.store.clone(),
             id,
+            released: false,
         }))
     }
 
@@ -87,8 +90,23 @@ impl DownloadSlots {
     }
 }
 
+impl DownloadSlot {
+    /// Frees the slot now. The download calls it before it sends its last bytes, so that a
+    /// client that asks for its next file as soon as it has this one never finds this one still
+    /// counted (a release left to the drop runs a moment after the client has everything).
+    pub async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.store.release_download(self.id).await {
+            tracing::warn!("cannot release a download slot (its lease will free it): {e}");
+        }
+    }
+}
+
 impl Drop for DownloadSlot {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         let store = self.store.clone();
         let id = self.id;
         // The HTTP server drops bodies on its runtime; without one (a runtime shutting down),

@@ -156,19 +156,32 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
             f();
         }
     }
-    // The slot lives as long as the body stream: until the last byte is sent or the client
-    // goes away; its drop then releases it in the store (see `crate::download_slots`).
-    let body = Body::from_stream(stream.map(move |chunk| {
-        let _held = &slot;
-        if let (Ok(bytes), Some(left)) = (&chunk, to_send.as_mut()) {
-            *left = left.saturating_sub(bytes.len() as u64);
-            if *left == 0 {
-                if let Some(f) = on_complete.take() {
-                    f();
+    // The slot lives as long as the body stream: it is released before the last chunk goes
+    // out, or, when the client goes away first, by its drop (see `crate::download_slots`).
+    let mut slot = Some(slot);
+    let mut body_left = range.end - range.start;
+    let body = Body::from_stream(stream.then(move |chunk| {
+        let mut last = None;
+        if let Ok(bytes) = &chunk {
+            body_left = body_left.saturating_sub(bytes.len() as u64);
+            if body_left == 0 {
+                last = slot.take();
+            }
+            if let Some(left) = to_send.as_mut() {
+                *left = left.saturating_sub(bytes.len() as u64);
+                if *left == 0 {
+                    if let Some(f) = on_complete.take() {
+                        f();
+                    }
                 }
             }
         }
-        chunk
+        async move {
+            if let Some(slot) = last {
+                slot.release().await;
+            }
+            chunk
+        }
     }));
     let mut response = Response::new(body);
     *response.status_mut() = status;
