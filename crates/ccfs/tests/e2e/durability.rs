@@ -7,8 +7,7 @@
 //! quickly, and callback retries are fast (1 s backoff, 2 s time limit).
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -138,57 +137,6 @@ async fn import_small(server: &TestServer, app: &App, n: u32) -> Vec<Vec<String>
     let got = server.client(&ingest).import_ok(&records).await;
     assert_eq!(got, (u64::from(n), 0), "import");
     records.iter().map(record_row).collect()
-}
-
-/// Writes `n` records of `app_id` as a CSV file of the export layout, spread over the window,
-/// and imports it with `ccfs import` (much faster than the HTTP interface).
-fn import_big(server: &TestServer, dir: &Path, app_id: &str, n: u64) {
-    let path = dir.join("records.csv");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).expect("create the CSV file"));
-    for i in 0..n {
-        let s = i * 86_399 / n;
-        let t = format!(
-            "2024-05-01 {:02}:{:02}:{:02}",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        );
-        let id = format!("r{i:08}");
-        let agent = (1001 + i % 50).to_string();
-        let row = [
-            id.as_str(),
-            app_id,
-            "",
-            &agent,
-            "1",
-            "2",
-            "",
-            &t,
-            &t,
-            "2",
-            "-1",
-            "0",
-            "5",
-            "1",
-            "1",
-            "4",
-            "88880001",
-            "0",
-            "0",
-            "1",
-            "",
-        ];
-        writeln!(w, "{}", row.join(",")).expect("write the CSV file");
-    }
-    w.flush().expect("write the CSV file");
-    drop(w);
-    let out = server.ccfs(&["import", path.to_str().expect("UTF-8 path")]);
-    assert!(
-        out.status.success(),
-        "ccfs import failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn generate_body(receiver: &Receiver) -> Value {
@@ -326,7 +274,7 @@ async fn killed_while_the_job_is_running() {
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
     let scratch = tempfile::tempdir().expect("temp dir");
-    import_big(&server, scratch.path(), &app.app_id, BIG);
+    server.import_records(scratch.path(), &app.app_id, BIG);
 
     let id = c.generate(generate_body(&receiver)).await;
     let running = wait_running(&server, &c, &id).await;
@@ -532,7 +480,7 @@ async fn a_clean_stop_releases_the_running_job() {
     let app = server.create_app(&AppSpec::default());
     let c = server.client(&app);
     let scratch = tempfile::tempdir().expect("temp dir");
-    import_big(&server, scratch.path(), &app.app_id, BIG);
+    server.import_records(scratch.path(), &app.app_id, BIG);
 
     let id = c.generate(generate_body(&receiver)).await;
     let running = wait_running(&server, &c, &id).await;

@@ -9,7 +9,6 @@
 //! carry "postgres" in their names.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,57 +51,6 @@ fn start_cluster() -> Cluster {
             Vec::new()
         }
     })
-}
-
-/// Writes `n` records of `app_id` spread over the window as a CSV file of the export layout and
-/// imports them with `ccfs import` on `node`'s database (much faster than the HTTP interface).
-fn import_records(node: &TestServer, dir: &Path, app_id: &str, n: u64) {
-    let path = dir.join(format!("{app_id}.csv"));
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).expect("create the CSV"));
-    for i in 0..n {
-        let s = i * 86_399 / n;
-        let t = format!(
-            "2024-05-01 {:02}:{:02}:{:02}",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        );
-        let id = format!("r{i:08}");
-        let agent = (1001 + i % 50).to_string();
-        let row = [
-            id.as_str(),
-            app_id,
-            "",
-            &agent,
-            "1",
-            "2",
-            "",
-            &t,
-            &t,
-            "2",
-            "-1",
-            "0",
-            "5",
-            "1",
-            "1",
-            "4",
-            "88880001",
-            "0",
-            "0",
-            "1",
-            "",
-        ];
-        writeln!(w, "{}", row.join(",")).expect("write the CSV");
-    }
-    w.flush().expect("write the CSV");
-    drop(w);
-    let out = node.ccfs(&["import", path.to_str().expect("UTF-8 path")]);
-    assert!(
-        out.status.success(),
-        "ccfs import failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The node's id in job leases, from its `ccfs serving … node=ID` line.
@@ -213,7 +161,7 @@ async fn postgres_three_nodes_survive_a_sigkill_mid_export() {
                 name: &format!("developer {d}"),
                 ..AppSpec::default()
             });
-            import_records(node, scratch.path(), &app.app_id, RECORDS);
+            node.import_records(scratch.path(), &app.app_id, RECORDS);
             app
         })
         .collect();
