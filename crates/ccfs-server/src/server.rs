@@ -100,13 +100,38 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 
 /// Creates the data directory when missing and checks that files can be written in it, so
 /// that an unusable one is named as such before anything else is tried.
+///
+/// From here on everything this process creates is private to its owner (0700 directories,
+/// 0600 files), and a data directory, local file store or SQLite database left readable by an
+/// earlier version is made private too.
 fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
+    crate::files::private_from_now_on();
     let dir = &config.data_dir;
     let err = |error| ServerError::DataDir {
         path: dir.clone(),
         error,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
+    crate::files::make_private(dir).map_err(err)?;
+    // The file store and the database may live outside the data directory.
+    let private = |path: &Path| {
+        crate::files::make_private(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot make {} private: {e}", path.display()),
+            )
+        })
+    };
+    if let crate::urls::BlobUrl::Local(files) = config.blob_url() {
+        private(&files)?;
+    }
+    if let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url() {
+        for side in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(side);
+            private(Path::new(&name))?;
+        }
+    }
     let probe = dir.join(format!(".ccfs-write-check-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
