@@ -25,6 +25,7 @@ pub mod fields;
 pub mod ids;
 pub mod messages;
 pub mod names;
+pub mod range;
 pub mod record;
 pub mod time;
 

@@ -275,6 +275,17 @@ impl FieldError {
     }
 }
 
+/// Why a line of a JSONL import file is not a record; the `Display` text is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("record: not valid JSON ({0})")]
+    Json(String),
+    #[error("record: not a JSON object")]
+    NotAnObject,
+    #[error("{}", .0.explain())]
+    Field(FieldError),
+}
+
 /// An unvalidated record: the 21 column values as strings, in column order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord(pub [String; 21]);
@@ -304,6 +315,16 @@ impl RawRecord {
             };
         }
         Ok(Self(fields))
+    }
+
+    /// From one line of a JSONL import file: a JSON object keyed by column names, as
+    /// [`RawRecord::from_json`] reads it.
+    pub fn from_json_line(text: &str) -> Result<Self, LineError> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(obj)) => Self::from_json(&obj).map_err(LineError::Field),
+            Ok(_) => Err(LineError::NotAnObject),
+            Err(e) => Err(LineError::Json(e.to_string())),
+        }
     }
 
     /// The developer the record belongs to (unvalidated).

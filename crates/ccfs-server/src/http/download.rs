@@ -1,7 +1,6 @@
 //! `POST /CCFS/resource/ccfs/downloadAgentOprInfoFile`: stream a finished zip (SPEC section 8),
 //! whole or from a `Range`, only to the developer that generated it.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -9,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ccfs_protocol::messages::parse_download;
+use ccfs_protocol::range::RangeAsk;
 use ccfs_protocol::{ResultCode, DOWNLOAD_CONTENT_TYPE};
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -22,41 +22,6 @@ use crate::model::Role;
 use crate::state::AppState;
 
 const INTERFACE: &str = "download";
-
-/// What a `Range` header asks of a file of `size` bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeAsk {
-    Whole,
-    Part(Range<u64>),
-    Unsatisfiable,
-}
-
-/// Reads a single `bytes=` range; anything else (several ranges, other units, garbage) is
-/// ignored, as HTTP allows, and the whole file is sent.
-fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return RangeAsk::Whole;
-    };
-    if spec.contains(',') {
-        return RangeAsk::Whole;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(start), Ok(end)) if start <= end => start..end.saturating_add(1).min(size),
-        (Ok(_), Ok(_)) => return RangeAsk::Whole,
-        (Ok(start), Err(_)) if b.is_empty() => start..size,
-        (Err(_), Ok(suffix)) if a.is_empty() => size.saturating_sub(suffix)..size,
-        _ => return RangeAsk::Whole,
-    };
-    if range.start >= size || range.is_empty() {
-        RangeAsk::Unsatisfiable
-    } else {
-        RangeAsk::Part(range)
-    }
-}
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
@@ -106,7 +71,7 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .filter(|_| if_range_ok);
-    let (status, range) = match parse_range(range_header, size) {
+    let (status, range) = match RangeAsk::parse(range_header, size) {
         RangeAsk::Whole => (StatusCode::OK, 0..size),
         RangeAsk::Part(r) => (StatusCode::PARTIAL_CONTENT, r),
         RangeAsk::Unsatisfiable => {
@@ -213,25 +178,5 @@ async fn download(state: &Arc<AppState>, signed: &Signed) -> Result<Response, Ht
 fn insert(headers: &mut HeaderMap, name: impl header::IntoHeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        let r = |v: &str| parse_range(Some(v), 100);
-        assert_eq!(parse_range(None, 100), RangeAsk::Whole);
-        assert_eq!(r("bytes=0-9"), RangeAsk::Part(0..10));
-        assert_eq!(r("bytes=90-"), RangeAsk::Part(90..100));
-        assert_eq!(r("bytes=-10"), RangeAsk::Part(90..100));
-        assert_eq!(r("bytes=50-500"), RangeAsk::Part(50..100));
-        assert_eq!(r("bytes=100-"), RangeAsk::Unsatisfiable);
-        assert_eq!(r("bytes=-0"), RangeAsk::Unsatisfiable);
-        assert_eq!(r("bytes=0-1,5-6"), RangeAsk::Whole);
-        assert_eq!(r("items=0-1"), RangeAsk::Whole);
-        assert_eq!(r("bytes=9-1"), RangeAsk::Whole);
     }
 }

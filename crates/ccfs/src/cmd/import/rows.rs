@@ -9,7 +9,6 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use ccfs_protocol::record::{csv_reader, is_header_row, RawRecord};
-use serde_json::{Map, Value};
 
 use crate::cli::Format;
 
@@ -117,23 +116,16 @@ impl Rows {
                     continue;
                 }
                 return Some(
-                    parse_json(text)
+                    RawRecord::from_json_line(text)
                         .map(|raw| (at, raw))
-                        .map_err(|message| RowError { line: at, message }),
+                        .map_err(|e| RowError {
+                            line: at,
+                            message: e.to_string(),
+                        }),
                 );
             },
         }
     }
-}
-
-/// One JSONL line: a JSON object keyed by the column names.
-fn parse_json(text: &str) -> Result<RawRecord, String> {
-    let obj: Map<String, Value> = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(obj)) => obj,
-        Ok(_) => return Err("record: not a JSON object".into()),
-        Err(e) => return Err(format!("record: not valid JSON ({e})")),
-    };
-    RawRecord::from_json(&obj).map_err(|e| e.explain())
 }
 
 #[cfg(test)]
