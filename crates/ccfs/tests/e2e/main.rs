@@ -6,11 +6,13 @@
 mod harness;
 
 // The wire protocol against the real `ccfs serve`.
+mod at_rest;
 mod auth;
 mod codes;
 mod durability;
 mod export;
 mod outage;
+mod soak;
 
 // Several nodes on one PostgreSQL database.
 mod cluster_flow;

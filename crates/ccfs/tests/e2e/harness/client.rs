@@ -168,6 +168,11 @@ impl Opts {
         self.header("Range", value)
     }
     /// `Idempotency-Key: KEY` (not signed).
+    /// A time limit for the whole request, answer included.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
     pub fn idempotency_key(self, key: &str) -> Self {
         self.header("Idempotency-Key", key)
     }
@@ -297,6 +302,19 @@ impl Client {
     /// Sends a request and returns the response with its body unread (to hold a download
     /// open, or to read it in pieces).
     pub async fn send_streaming(&self, path: &str, body: &[u8], opts: &Opts) -> reqwest::Response {
+        self.try_send_streaming(path, body, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{} {path}: {e}", opts.method))
+    }
+
+    /// [`Client::send_streaming`] that hands back a failure to connect or to read the answer
+    /// (a server being killed) instead of panicking.
+    pub async fn try_send_streaming(
+        &self,
+        path: &str,
+        body: &[u8],
+        opts: &Opts,
+    ) -> reqwest::Result<reqwest::Response> {
         let conn = lock(&self.conn).clone();
         let host = opts
             .host
@@ -400,9 +418,7 @@ impl Client {
         if let Some(t) = opts.timeout {
             rb = rb.timeout(t);
         }
-        rb.send()
-            .await
-            .unwrap_or_else(|e| panic!("{} {path}: {e}", opts.method))
+        rb.send().await
     }
 
     /// Sends `body` as it is (for bodies that are not a valid envelope) and reads the answer.
@@ -420,6 +436,25 @@ impl Client {
     pub async fn call_with(&self, path: &str, msg_body: Value, opts: &Opts) -> (StatusCode, Value) {
         let r = self.post_raw(path, &envelope_bytes(msg_body), opts).await;
         (r.status, r.json())
+    }
+
+    /// [`Client::call_with`] that hands back a failure to connect or to read the answer
+    /// instead of panicking.
+    pub async fn try_call_with(
+        &self,
+        path: &str,
+        msg_body: Value,
+        opts: &Opts,
+    ) -> reqwest::Result<(StatusCode, Value)> {
+        let r = self
+            .try_send_streaming(path, &envelope_bytes(msg_body), opts)
+            .await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// A generate that must succeed; returns the `responseId`.
