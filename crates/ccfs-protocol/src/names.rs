@@ -65,8 +65,8 @@ impl ZipFileName {
         let ok = b.len() == Self::LEN
             && b[..8].iter().all(u8::is_ascii_digit)
             && b[8] == b'_'
-            && is_lower_hex(&s[9..41])
-            && &s[41..] == ".zip";
+            && s.get(9..41).is_some_and(is_lower_hex)
+            && s.get(41..) == Some(".zip");
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -140,6 +140,22 @@ impl fmt::Display for CsvPartName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `file_names` fuzz target: a name of the right length whose 42nd byte is
+    /// inside a multi-byte character made the slicing panic (a download request could carry it).
+    #[test]
+    fn a_zip_name_cut_inside_a_character_is_refused() {
+        let name = "20261205_0123456789ab214567\u{10}\0\0\0\0\0\0\0\09db\u{11}\u{7a0} ip";
+        assert_eq!(name.len(), ZipFileName::LEN);
+        assert!(!name.is_char_boundary(41));
+        assert_eq!(ZipFileName::parse(name), None);
+        let mut shifted = "20261205_".to_owned();
+        shifted.push_str(&"a".repeat(31));
+        shifted.push('é');
+        shifted.push_str("zip");
+        assert_eq!(shifted.len(), ZipFileName::LEN);
+        assert_eq!(ZipFileName::parse(&shifted), None);
+    }
 
     #[test]
     fn zip_names() {
