@@ -3,9 +3,7 @@
 //! its method, path, query, header values and body.
 #![no_main]
 
-use ccfs_protocol::auth::{
-    parse_timestamp, sign, AuthError, AuthHeader, QueryLine, RequestParts,
-};
+use ccfs_protocol::auth::{parse_timestamp, sign, AuthError, AuthHeader, QueryLine, RequestParts};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -43,11 +41,20 @@ fuzz_target!(|data: &[u8]| {
     );
     assert!(matches!(
         outcome,
-        Ok(()) | Err(AuthError::SignatureMismatch | AuthError::HostNotSigned | AuthError::SignedHeaderMissing)
+        Ok(())
+            | Err(AuthError::SignatureMismatch
+                | AuthError::HostNotSigned
+                | AuthError::SignedHeaderMissing)
     ));
 
     // The same request signed properly over `host` verifies.
-    let signed = sign(&parsed.ak, "secret", &parsed.timestamp, &req, &[("host", host.as_ref())]);
+    let signed = sign(
+        &parsed.ak,
+        "secret",
+        &parsed.timestamp,
+        &req,
+        &[("host", host.as_ref())],
+    );
     let mine = AuthHeader::parse(&signed).expect("a value sign() wrote parses");
     assert_eq!(mine.verify("secret", &req, value_of), Ok(()));
     assert_eq!(
