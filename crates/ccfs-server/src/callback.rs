@@ -126,7 +126,7 @@ async fn round(
     // Held long enough for one attempt to finish; a node that dies meanwhile only delays it.
     let claim_until =
         now + SignedDuration::from_secs(state.config.callback_timeout_secs as i64 * 3 + 30);
-    let due = state.store.claim_callbacks(now, claim_until, BATCH).await?;
+    let due = state.store.claim_callbacks(now, claim_until, &crate::store::ClaimLimits::total(BATCH)).await?;
     let n = due.len();
     futures::stream::iter(due)
         .for_each_concurrent(PARALLEL, |cb| async move {
