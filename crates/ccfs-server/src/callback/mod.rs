@@ -118,7 +118,16 @@ impl Dispatcher {
                 Err(e) => {
                     let pause = errors.failed();
                     tracing::warn!(retry_in = ?pause, "callback outbox: {e}");
-                    Some(pause)
+                    // The whole pause, freeing the slots of attempts that end meanwhile.
+                    let until = tokio::time::Instant::now() + pause;
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            Some(ended) = self.running.join_next_with_id() => self.ended(ended),
+                            _ = tokio::time::sleep_until(until) => break,
+                        }
+                    }
+                    continue;
                 }
             };
             tokio::select! {
