@@ -2,6 +2,7 @@
 //! server can POST to: absolute, `http` or `https`, with a host.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use url::Url;
 
@@ -16,9 +17,32 @@ use url::Url;
 pub struct CallbackUrl(Url);
 
 impl CallbackUrl {
+    /// Reads a URL as the store keeps it. Accepts user info (`user:password@`), which URLs
+    /// stored before it was refused may carry: such a callback must still be read (to fail its
+    /// attempt with a reason), not make its row unreadable.
     pub fn parse(s: &str) -> Option<Self> {
         let url = Url::parse(s).ok()?;
         (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(Self(url))
+    }
+
+    /// Reads the `callBackURL` of a new generate: as [`CallbackUrl::parse`], and without user
+    /// info, which would make the callback carry a Basic `Authorization` header.
+    pub fn parse_request(s: &str) -> Option<Self> {
+        Self::parse(s).filter(|url| !url.has_user_info())
+    }
+
+    /// Whether the URL names a user or password (`user@`, `user:password@`, `:password@`).
+    pub fn has_user_info(&self) -> bool {
+        !self.0.username().is_empty() || self.0.password().is_some()
+    }
+
+    /// The host as an address when it is written as one (`http://10.0.0.1/`, `http://[::1]/`).
+    pub fn ip_literal(&self) -> Option<IpAddr> {
+        match self.0.host()? {
+            url::Host::Ipv4(ip) => Some(ip.into()),
+            url::Host::Ipv6(ip) => Some(ip.into()),
+            url::Host::Domain(_) => None,
+        }
     }
 
     pub fn as_url(&self) -> &Url {
@@ -80,6 +104,39 @@ mod tests {
         );
         assert_eq!(CallbackUrl::parse(url.as_str()), Some(url.clone()));
         assert_eq!(url.to_string(), url.as_str());
+    }
+
+    #[test]
+    fn user_info_is_refused_in_a_request_but_read_back_from_the_store() {
+        for with in [
+            "https://user:pass@example.com/cb",
+            "https://user@example.com/cb",
+            "https://:pass@example.com/cb",
+        ] {
+            assert!(CallbackUrl::parse_request(with).is_none(), "{with}");
+            let stored = CallbackUrl::parse(with).expect(with);
+            assert!(stored.has_user_info(), "{with}");
+        }
+        let plain = CallbackUrl::parse_request("https://example.com/cb?u=a@b").expect("plain");
+        assert!(!plain.has_user_info());
+    }
+
+    #[test]
+    fn ip_literal_hosts() {
+        let ip = |u: &str| CallbackUrl::parse(u).unwrap().ip_literal();
+        assert_eq!(
+            ip("http://169.254.169.254/x"),
+            Some("169.254.169.254".parse().unwrap())
+        );
+        assert_eq!(
+            ip("http://2852039166/x"),
+            Some("169.254.169.254".parse().unwrap())
+        );
+        assert_eq!(
+            ip("http://[::ffff:169.254.169.254]/"),
+            Some("::ffff:169.254.169.254".parse().unwrap())
+        );
+        assert_eq!(ip("https://example.com/"), None);
     }
 
     #[test]

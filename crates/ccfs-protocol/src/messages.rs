@@ -44,8 +44,8 @@ impl GenerateRequest {
         };
         let begin = parse_local(begin).ok_or(ApiError::new(ResultCode::BadFormat, "beginTime"))?;
         let end = parse_local(end).ok_or(ApiError::new(ResultCode::BadFormat, "endTime"))?;
-        let callback_url =
-            CallbackUrl::parse(url).ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
+        let callback_url = CallbackUrl::parse_request(url)
+            .ok_or(ApiError::new(ResultCode::BadFormat, "callBackURL"))?;
         let window = LocalWindow::new(begin, end, max_span).map_err(|e| match e {
             WindowError::BeginAfterEnd => ApiError::plain(ResultCode::BeginAfterEnd),
             WindowError::SpanTooLong => {
@@ -364,6 +364,10 @@ mod tests {
         );
         assert_eq!(
             with("callBackURL", json!("/relative")).unwrap_err(),
+            ResultCode::BadFormat
+        );
+        assert_eq!(
+            with("callBackURL", json!("https://u:p@example.com/cb")).unwrap_err(),
             ResultCode::BadFormat
         );
         assert_eq!(

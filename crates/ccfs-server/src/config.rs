@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::callback::policy::{AddressPolicy, Network};
 use crate::model::TimeZoneName;
 pub use crate::urls::{BlobUrl, DatabaseUrl, S3Location};
 
@@ -85,8 +86,22 @@ pub struct Config {
     pub retention_secs: u64,
     /// How often expired files are looked for.
     pub retention_interval_secs: u64,
-    /// One callback attempt's time limit.
+    /// One callback attempt's time limit, from connecting to the receiver's whole answer.
     pub callback_timeout_secs: u64,
+    /// How long connecting to a callback receiver may take (part of `callback_timeout_secs`).
+    pub callback_connect_timeout_secs: u64,
+    /// Callback attempts this node makes at once.
+    pub callback_parallel: u32,
+    /// Callback attempts of one developer this node makes at once, so that one developer's
+    /// slow receivers never hold every slot.
+    pub callback_per_developer: u32,
+    /// Networks callbacks never go to, besides the always-refused link-local, unspecified,
+    /// multicast and broadcast ones (checked at load, see [`Network`]).
+    #[serde(deserialize_with = "deny_networks")]
+    pub callback_deny: Vec<Network>,
+    /// Networks callbacks may go to even inside a refused one (the exception wins).
+    #[serde(deserialize_with = "allow_networks")]
+    pub callback_allow: Vec<Network>,
     /// First retry delay; doubles with each failure, with jitter.
     pub callback_initial_backoff_secs: u64,
     pub callback_max_backoff_secs: u64,
@@ -138,6 +153,11 @@ impl Default for Config {
             retention_secs: 7 * 86_400,
             retention_interval_secs: 300,
             callback_timeout_secs: 10,
+            callback_connect_timeout_secs: 5,
+            callback_parallel: 16,
+            callback_per_developer: 2,
+            callback_deny: Vec::new(),
+            callback_allow: Vec::new(),
             callback_initial_backoff_secs: 10,
             callback_max_backoff_secs: 600,
             callback_give_up_secs: 86_400,
@@ -235,6 +255,11 @@ const KEYS: &[(&str, bool)] = &[
     ("retention_secs", false),
     ("retention_interval_secs", false),
     ("callback_timeout_secs", false),
+    ("callback_connect_timeout_secs", false),
+    ("callback_parallel", false),
+    ("callback_per_developer", false),
+    ("callback_deny", false),
+    ("callback_allow", false),
     ("callback_initial_backoff_secs", false),
     ("callback_max_backoff_secs", false),
     ("callback_give_up_secs", false),
@@ -249,6 +274,30 @@ fn time_zone_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TimeZoneN
     let name = String::deserialize(d)?;
     TimeZoneName::parse(&name)
         .map_err(|e| serde::de::Error::custom(format_args!("default_timezone: {e}")))
+}
+
+/// A list of networks, each read as one; a bad entry is refused with the key and the entry.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D, key: &str) -> Result<Vec<Network>, D::Error> {
+    let list = Vec::<String>::deserialize(d).map_err(|e| {
+        serde::de::Error::custom(format_args!(
+            "{key}: {e}; write a list of networks, e.g. [\"10.0.0.0/8\", \"fd00::/8\"]"
+        ))
+    })?;
+    list.iter()
+        .map(|entry| {
+            entry
+                .parse()
+                .map_err(|e| serde::de::Error::custom(format_args!("{key}: {e}")))
+        })
+        .collect()
+}
+
+fn deny_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Network>, D::Error> {
+    networks(d, "callback_deny")
+}
+
+fn allow_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Network>, D::Error> {
+    networks(d, "callback_allow")
 }
 
 impl Config {
@@ -294,15 +343,14 @@ impl Config {
             let value = if *is_string {
                 toml::Value::String(raw)
             } else {
-                raw.trim().parse::<toml::Value>().or_else(|_| {
-                    format!("v = {raw}")
-                        .parse::<toml::Table>()
-                        .ok()
-                        .and_then(|mut t| t.remove("v"))
-                        .ok_or_else(|| {
-                            ConfigError::Invalid(format!("{var}: '{raw}' is not a valid value"))
-                        })
-                })?
+                // Read as the value of a key: alone, `["10.0.0.0/8"]` would be a table header.
+                format!("v = {}", raw.trim())
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!("{var}: '{raw}' is not a valid value"))
+                    })?
             };
             table.insert((*key).to_owned(), value);
         }
@@ -337,6 +385,14 @@ impl Config {
             return bad(
                 "max_span_secs, job_lease_secs and callback_timeout_secs must be positive".into(),
             );
+        }
+        if self.callback_connect_timeout_secs == 0
+            || self.callback_parallel == 0
+            || self.callback_per_developer == 0
+        {
+            return bad("callback_connect_timeout_secs, callback_parallel and \
+                 callback_per_developer must be positive"
+                .into());
         }
         if self.database_pool_size == 0 {
             return bad("database_pool_size must be at least 1".into());
@@ -402,6 +458,11 @@ impl Config {
     }
     pub fn secret_grace(&self) -> SignedDuration {
         Self::secs(self.secret_grace_secs)
+    }
+
+    /// Where callbacks may go: `callback_deny` and `callback_allow` over the built-in refusals.
+    pub fn callback_policy(&self) -> AddressPolicy {
+        AddressPolicy::new(&self.callback_deny, &self.callback_allow)
     }
 }
 
@@ -482,6 +543,60 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("lisen"));
+    }
+
+    #[test]
+    fn callback_networks_are_lists_read_once_and_a_bad_entry_names_key_and_entry() {
+        let d = Config::default();
+        assert_eq!(
+            (d.callback_parallel, d.callback_per_developer),
+            (16, 2),
+            "defaults"
+        );
+        assert_eq!(d.callback_connect_timeout_secs, 5);
+        let c = Config::load_with(None, |k| match k {
+            "CCFS_CALLBACK_DENY" => Some(r#"["10.0.0.0/8", "::1"]"#.into()),
+            "CCFS_CALLBACK_ALLOW" => Some(r#"["10.1.0.0/16"]"#.into()),
+            "CCFS_CALLBACK_PER_DEVELOPER" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        let shown: Vec<String> = c.callback_deny.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(c.callback_per_developer, 3);
+        let p = c.callback_policy();
+        assert!(!p.allows("10.2.0.1".parse().unwrap()));
+        assert!(p.allows("10.1.0.1".parse().unwrap()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "callback_allow = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n",
+        )
+        .unwrap();
+        let e = Config::load_with(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("callback_allow") && e.contains("10.0.0.0/99"),
+            "{e}"
+        );
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_CALLBACK_DENY").then(|| "\"10.0.0.0/8\"".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("callback_deny") && e.contains("list of networks"),
+            "{e}"
+        );
+        let e = Config::load_with(None, |k| {
+            (k == "CCFS_CALLBACK_PER_DEVELOPER").then(|| "0".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("callback_per_developer"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,13 @@ async fn accept(state: &AppState, signed: &Signed) -> Result<ResponseId, HttpErr
     signed.require(Role::Export)?;
     let body = open_body(signed)?;
     let req = GenerateRequest::parse(&body, state.config.max_span())?;
+    // An address written in the URL is judged now; a host name only at delivery, where the
+    // address it resolves to then is what counts.
+    if let Some(ip) = req.callback_url.ip_literal() {
+        if !state.config.callback_policy().allows(ip) {
+            return Err(ApiError::new(ResultCode::BadFormat, "callBackURL").into());
+        }
+    }
     let dev = &signed.developer;
     if let Some(account) = &req.account_id {
         if !dev.accounts.contains(account) {

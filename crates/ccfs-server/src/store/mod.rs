@@ -40,7 +40,7 @@ use async_trait::async_trait;
 pub use developers::Developers;
 pub use downloads::{DownloadSlotId, Downloads};
 pub use jobs::{CreateJob, JobQueue};
-pub use outbox::Outbox;
+pub use outbox::{ClaimLimits, Outbox};
 pub use records::{InsertOutcome, OnConflict, Records, MAX_CONFLICTS_LISTED};
 pub use replay::Replay;
 

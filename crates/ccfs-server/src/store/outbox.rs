@@ -3,7 +3,7 @@
 //! when due and settled by the attempts made on them.
 
 use async_trait::async_trait;
-use ccfs_protocol::ResponseId;
+use ccfs_protocol::{AppId, ResponseId};
 use jiff::Timestamp;
 
 use super::StoreResult;
@@ -11,13 +11,13 @@ use crate::model::{Attempt, Callback};
 
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// Claims up to `limit` pending callbacks due at `now`: each is returned once, and not again
-    /// before `claim_until` unless an attempt is recorded.
+    /// Claims pending callbacks due at `now`, in due order, within `limits`: each is returned
+    /// once, and not again before `claim_until` unless an attempt is recorded.
     async fn claim_callbacks(
         &self,
         now: Timestamp,
         claim_until: Timestamp,
-        limit: u32,
+        limits: &ClaimLimits<'_>,
     ) -> StoreResult<Vec<Callback>>;
     /// Records how an attempt ended. Only a pending callback changes: a late report never
     /// reopens a settled one. `NotFound` when the job has no callback.
@@ -27,4 +27,29 @@ pub trait Outbox: Send + Sync + 'static {
     /// Stops the job's callback when it is still pending (its file was downloaded); true when
     /// it was pending. An attempt in flight meanwhile records nothing (see `record_attempt`).
     async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool>;
+}
+
+/// How many due callbacks one claim may take, and whose.
+///
+/// A node claims only what it can attempt at once: a claimed row that waits for a free slot
+/// would sit claimed (invisible to other nodes) until its claim runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits<'a> {
+    /// Callbacks in all.
+    pub total: u32,
+    /// Callbacks of one developer: the earliest due of each.
+    pub per_developer: u32,
+    /// Developers none of whose callbacks are taken (those already at their limit).
+    pub skip: &'a [AppId],
+}
+
+impl ClaimLimits<'_> {
+    /// Up to `total`, whoever's they are.
+    pub fn total(total: u32) -> ClaimLimits<'static> {
+        ClaimLimits {
+            total,
+            per_developer: u32::MAX,
+            skip: &[],
+        }
+    }
 }

@@ -8,6 +8,8 @@ mod harness;
 // The wire protocol against the real `ccfs serve`.
 mod at_rest;
 mod auth;
+mod callback_addresses;
+mod callbacks_fair;
 mod codes;
 mod durability;
 mod export;

@@ -41,7 +41,7 @@ fn tz(name: &str) -> TimeZoneName {
     TimeZoneName::parse(name).expect("known test time zone")
 }
 
-fn app(s: &str) -> AppId {
+pub(crate) fn app(s: &str) -> AppId {
     AppId::parse(s).expect("valid test app id")
 }
 
@@ -177,7 +177,18 @@ pub(crate) async fn finished_job(
     next_ms: i64,
     expires_ms: i64,
 ) -> (NewJob, Callback) {
-    let j = new_job(id, "dev1", BASE * 1000 + i64::from(id), None);
+    finished_job_of(store, "dev1", id, next_ms, expires_ms).await
+}
+
+/// [`finished_job`] of developer `dev`.
+pub(crate) async fn finished_job_of(
+    store: &Arc<dyn Store>,
+    dev: &str,
+    id: u8,
+    next_ms: i64,
+    expires_ms: i64,
+) -> (NewJob, Callback) {
+    let j = new_job(id, dev, BASE * 1000 + i64::from(id), None);
     created(store, &j).await;
     let now = at_ms(BASE * 1000 + 1000);
     let claimed = store
@@ -299,6 +310,7 @@ macro_rules! conformance_tests {
             store_expiry => jobs::expiry,
             store_callbacks => outbox::callbacks,
             store_callbacks_superseded => outbox::superseded,
+            store_callbacks_claim_limits => outbox::claim_limits,
             store_replay_and_purge => replay::replay_and_purge,
             store_downloads_limit_and_release => downloads::limit_and_release,
             store_downloads_expired_lease_frees => downloads::expired_lease_frees,

@@ -2,15 +2,19 @@
 
 use std::sync::Arc;
 
-use super::{at_ms, finished_job, job, rid, BASE};
+use super::{app, at_ms, finished_job, finished_job_of, job, rid, BASE};
 use crate::model::{Attempt, Callback, CallbackState, Job, JobState};
-use crate::store::{Store, StoreError};
+use crate::store::{ClaimLimits, Store, StoreError};
 
 pub async fn callbacks(store: Arc<dyn Store>) {
     let ms = |offset: i64| BASE * 1000 + offset;
     assert_eq!(store.next_callback_at().await.expect("next"), None);
     assert!(store
-        .claim_callbacks(at_ms(ms(10_000_000)), at_ms(ms(10_060_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(10_000_000)),
+            at_ms(ms(10_060_000)),
+            &ClaimLimits::total(10)
+        )
         .await
         .expect("claim")
         .is_empty());
@@ -26,7 +30,7 @@ pub async fn callbacks(store: Arc<dyn Store>) {
     // Due ones, oldest first, and then not again until the claim runs out.
     let until = at_ms(ms(80_000));
     let claimed = store
-        .claim_callbacks(at_ms(ms(20_000)), until, 10)
+        .claim_callbacks(at_ms(ms(20_000)), until, &ClaimLimits::total(10))
         .await
         .expect("claim");
     let expect = |cb: &Callback| Callback {
@@ -35,24 +39,40 @@ pub async fn callbacks(store: Arc<dyn Store>) {
     };
     assert_eq!(claimed, vec![expect(&cb1), expect(&cb2)]);
     assert!(store
-        .claim_callbacks(at_ms(ms(20_000)), at_ms(ms(90_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(20_000)),
+            at_ms(ms(90_000)),
+            &ClaimLimits::total(10)
+        )
         .await
         .expect("claim")
         .is_empty());
     assert!(store
-        .claim_callbacks(at_ms(ms(79_999)), at_ms(ms(90_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(79_999)),
+            at_ms(ms(90_000)),
+            &ClaimLimits::total(10)
+        )
         .await
         .expect("claim")
         .is_empty());
     assert_eq!(store.next_callback_at().await.expect("next"), Some(until));
     let again = store
-        .claim_callbacks(at_ms(ms(80_000)), at_ms(ms(140_000)), 1)
+        .claim_callbacks(
+            at_ms(ms(80_000)),
+            at_ms(ms(140_000)),
+            &ClaimLimits::total(1),
+        )
         .await
         .expect("claim");
     assert_eq!(again.len(), 1, "at most limit");
     assert_eq!(again[0].response_id, j1.response_id);
     assert!(store
-        .claim_callbacks(at_ms(ms(80_000)), at_ms(ms(140_000)), 0)
+        .claim_callbacks(
+            at_ms(ms(80_000)),
+            at_ms(ms(140_000)),
+            &ClaimLimits::total(0)
+        )
         .await
         .expect("claim")
         .is_empty());
@@ -137,7 +157,11 @@ pub async fn callbacks(store: Arc<dyn Store>) {
         Some(cb3.next_attempt_at)
     );
     let claimed = store
-        .claim_callbacks(at_ms(ms(10_000_000)), at_ms(ms(10_060_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(10_000_000)),
+            at_ms(ms(10_060_000)),
+            &ClaimLimits::total(10),
+        )
         .await
         .expect("claim");
     assert_eq!(
@@ -153,7 +177,11 @@ pub async fn callbacks(store: Arc<dyn Store>) {
         .expect("delivered");
     assert_eq!(store.next_callback_at().await.expect("next"), None);
     assert!(store
-        .claim_callbacks(at_ms(ms(99_000_000)), at_ms(ms(99_060_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(99_000_000)),
+            at_ms(ms(99_060_000)),
+            &ClaimLimits::total(10)
+        )
         .await
         .expect("claim")
         .is_empty());
@@ -200,7 +228,11 @@ pub async fn superseded(store: Arc<dyn Store>) {
     // Neither due nor claimed any more, and a late report of an attempt in flight is ignored.
     assert_eq!(store.next_callback_at().await.expect("next"), None);
     assert!(store
-        .claim_callbacks(at_ms(ms(99_000_000)), at_ms(ms(99_060_000)), 10)
+        .claim_callbacks(
+            at_ms(ms(99_000_000)),
+            at_ms(ms(99_060_000)),
+            &ClaimLimits::total(10)
+        )
         .await
         .expect("claim")
         .is_empty());
@@ -218,4 +250,94 @@ pub async fn superseded(store: Arc<dyn Store>) {
         state(job(&store, &j1.response_id).await),
         CallbackState::Superseded
     );
+}
+
+/// A claim takes at most `per_developer` of each developer (the earliest due), none of the
+/// developers to skip, and still at most `total`, in due order.
+pub async fn claim_limits(store: Arc<dyn Store>) {
+    let ms = |offset: i64| BASE * 1000 + offset;
+    // Due order: a1 a2 b1 a3 c1 b2 (ids 1..=6).
+    let mut ids = Vec::new();
+    for (n, dev, due) in [
+        (1, "devA", 10),
+        (2, "devA", 20),
+        (3, "devB", 30),
+        (4, "devA", 40),
+        (5, "devC", 50),
+        (6, "devB", 60),
+    ] {
+        let (j, _) = finished_job_of(&store, dev, n, ms(due), ms(1_000_000)).await;
+        ids.push(j.response_id);
+    }
+    let claimed = |cbs: Vec<Callback>| {
+        cbs.into_iter()
+            .map(|c| {
+                let n = ids
+                    .iter()
+                    .position(|id| *id == c.response_id)
+                    .expect("known");
+                n + 1
+            })
+            .collect::<Vec<_>>()
+    };
+    let now = at_ms(ms(100));
+    let until = at_ms(ms(50_000));
+
+    // One each: a1 b1 c1; the total cuts the list in due order.
+    let skip_none: &[ccfs_protocol::AppId] = &[];
+    let one_each = |total| ClaimLimits {
+        total,
+        per_developer: 1,
+        skip: skip_none,
+    };
+    let got = store
+        .claim_callbacks(now, until, &one_each(2))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed(got),
+        vec![1, 3],
+        "one of each developer, at most two"
+    );
+
+    // Two each, devA skipped: what is left of devB and devC (b1 was claimed), not a2 or a3.
+    let skip = [app("devA")];
+    let got = store
+        .claim_callbacks(
+            now,
+            until,
+            &ClaimLimits {
+                total: 10,
+                per_developer: 2,
+                skip: &skip,
+            },
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed(got), vec![5, 6], "devA skipped");
+
+    // Then devA's, two at most.
+    let got = store
+        .claim_callbacks(
+            now,
+            until,
+            &ClaimLimits {
+                total: 10,
+                per_developer: 2,
+                skip: skip_none,
+            },
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed(got), vec![2, 4], "devA's two left");
+    assert!(store
+        .claim_callbacks(now, until, &ClaimLimits::total(10))
+        .await
+        .expect("claim")
+        .is_empty());
+    assert!(store
+        .claim_callbacks(at_ms(ms(60_000)), until, &one_each(0))
+        .await
+        .expect("claim")
+        .is_empty());
 }

@@ -3,7 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED` (the claim's lease is the callback's `next_attempt_at`).
 
 use async_trait::async_trait;
-use ccfs_protocol::ResponseId;
+use ccfs_protocol::{AppId, ResponseId};
 use jiff::Timestamp;
 
 use super::{get, PgStore, Tx};
@@ -11,7 +11,7 @@ use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
 use crate::store::convert::{callback_state_sql, callback_state_text, ms, once_sql, opt_from_ms};
 use crate::store::rows::callback_from_row;
-use crate::store::{Outbox, StoreError, StoreResult};
+use crate::store::{ClaimLimits, Outbox, StoreError, StoreResult};
 
 /// The `cb_*` columns [`callback_from_row`] reads, of the callbacks table named `c`.
 pub(super) const CALLBACK_COLUMNS: &str =
@@ -21,17 +21,26 @@ pub(super) const CALLBACK_COLUMNS: &str =
      c.last_error AS cb_last_error";
 
 /// Claims the pending callbacks due (on the `callbacks_due` partial index): `$1` now, `$2` the
-/// end of the claim, `$3` the limit. Rows another node holds locked are skipped, not waited
-/// for; `due_at` is each one's `next_attempt_at` before the claim, to return them in due order.
+/// end of the claim, `$3` the limit, `$4` the developers to skip, `$5` the most of one developer
+/// (the earliest due of each). Rows another node holds locked are skipped, not waited for; a
+/// row locked is checked again as it is now (`c.state`, `c.next_attempt_at`), since another node
+/// may have claimed or settled it after `ranked` saw it. The lock cannot be taken in `ranked`
+/// itself (PostgreSQL refuses `FOR UPDATE` next to a window function). `due_at` is each one's
+/// `next_attempt_at` before the claim, to return them in due order.
 fn claim_sql() -> &'static str {
     once_sql!(format!(
-        "WITH due AS (SELECT response_id, next_attempt_at FROM callbacks \
-             WHERE state = {} AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, response_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+        "WITH ranked AS (SELECT response_id, ROW_NUMBER() OVER \
+             (PARTITION BY developer_id ORDER BY next_attempt_at, response_id) AS nth \
+             FROM callbacks WHERE state = {pending} AND next_attempt_at <= $1 \
+             AND developer_id <> ALL($4)), \
+         due AS (SELECT c.response_id, c.next_attempt_at FROM callbacks c \
+             JOIN ranked r ON r.response_id = c.response_id \
+             WHERE r.nth <= $5 AND c.state = {pending} AND c.next_attempt_at <= $1 \
+             ORDER BY c.next_attempt_at, c.response_id LIMIT $3 FOR UPDATE OF c SKIP LOCKED) \
          UPDATE callbacks c SET next_attempt_at = $2 FROM due \
          WHERE c.response_id = due.response_id \
          RETURNING {CALLBACK_COLUMNS}, due.next_attempt_at AS due_at",
-        callback_state_sql(Pending)
+        pending = callback_state_sql(Pending)
     ))
 }
 
@@ -73,15 +82,18 @@ impl Outbox for PgStore {
         &self,
         now: Timestamp,
         claim_until: Timestamp,
-        limit: u32,
+        limits: &ClaimLimits<'_>,
     ) -> StoreResult<Vec<Callback>> {
-        if limit == 0 {
+        if limits.total == 0 || limits.per_developer == 0 {
             return Ok(Vec::new());
         }
+        let skip: Vec<&str> = limits.skip.iter().map(AppId::as_str).collect();
         let rows = sqlx::query(claim_sql())
             .bind(ms(now))
             .bind(ms(claim_until))
-            .bind(i64::from(limit))
+            .bind(i64::from(limits.total))
+            .bind(skip)
+            .bind(i64::from(limits.per_developer))
             .fetch_all(&self.pool)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());

@@ -2,7 +2,7 @@
 //! [`insert_callback`] in the transaction that publishes the job.
 
 use async_trait::async_trait;
-use ccfs_protocol::ResponseId;
+use ccfs_protocol::{AppId, ResponseId};
 use jiff::Timestamp;
 use sqlx::{Sqlite, Transaction};
 
@@ -12,20 +12,24 @@ use super::{
 use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
 use crate::store::rows::callback_from_row;
-use crate::store::{Outbox, StoreError, StoreResult};
+use crate::store::{ClaimLimits, Outbox, StoreError, StoreResult};
 
-/// A callback: the `cb_*` columns [`callback_from_row`] reads, as the job query names them too.
-const CALLBACK_SELECT: &str =
-    "SELECT response_id AS cb_response_id, developer_id AS cb_developer_id, \
+/// The `cb_*` columns [`callback_from_row`] reads, as the job query names them too.
+const CALLBACK_COLUMNS: &str = "response_id AS cb_response_id, developer_id AS cb_developer_id, \
      url AS cb_url, body AS cb_body, state AS cb_state, attempts AS cb_attempts, \
      next_attempt_at AS cb_next_attempt_at, give_up_at AS cb_give_up_at, \
-     last_error AS cb_last_error FROM callbacks";
+     last_error AS cb_last_error";
 
-/// Pending callbacks due (on the `callbacks_due` partial index): `?1` now, `?2` the limit.
+/// Pending callbacks due (on the `callbacks_due` partial index), in due order: `?` now, `?` the
+/// developers to skip (a JSON array of app ids), `?` the most of one developer (the earliest
+/// due of each), `?` the limit.
 pub(super) fn due_callbacks_sql() -> &'static str {
     once_sql!(format!(
-        "{CALLBACK_SELECT} WHERE state = {} AND next_attempt_at <= ? \
-         ORDER BY next_attempt_at, response_id LIMIT ?",
+        "SELECT {CALLBACK_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER \
+             (PARTITION BY developer_id ORDER BY next_attempt_at, response_id) AS nth \
+             FROM callbacks WHERE state = {} AND next_attempt_at <= ? \
+             AND developer_id NOT IN (SELECT value FROM json_each(?))) \
+         WHERE nth <= ? ORDER BY next_attempt_at, response_id LIMIT ?",
         callback_state_sql(Pending)
     ))
 }
@@ -68,15 +72,20 @@ impl Outbox for SqliteStore {
         &self,
         now: Timestamp,
         claim_until: Timestamp,
-        limit: u32,
+        limits: &ClaimLimits<'_>,
     ) -> StoreResult<Vec<Callback>> {
-        if limit == 0 {
+        if limits.total == 0 || limits.per_developer == 0 {
             return Ok(Vec::new());
         }
+        let skip =
+            serde_json::to_string(&limits.skip.iter().map(AppId::as_str).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Corrupt(format!("app ids as JSON: {e}")))?;
         let mut tx = self.begin_immediate().await?;
         let rows = sqlx::query(due_callbacks_sql())
             .bind(ms(now))
-            .bind(i64::from(limit))
+            .bind(skip)
+            .bind(i64::from(limits.per_developer))
+            .bind(i64::from(limits.total))
             .fetch_all(&mut *tx)
             .await?;
         let mut claimed = rows

@@ -15,7 +15,7 @@ use super::*;
 use crate::model::{
     BodyHash, Callback, CallbackUrl, Idempotency, IdempotencyKey, JobOutcome, NewJob, RecordQuery,
 };
-use crate::store::{CreateJob, Developers, JobQueue, Outbox};
+use crate::store::{ClaimLimits, CreateJob, Developers, JobQueue, Outbox};
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -380,7 +380,9 @@ async fn store_values_that_do_not_read_as_their_types_are_corrupt() {
         .await
         .expect("update");
     assert!(matches!(
-        store.claim_callbacks(at(T0), at(T0 + 1000), 10).await,
+        store
+            .claim_callbacks(at(T0), at(T0 + 1000), &ClaimLimits::total(10))
+            .await,
         Err(StoreError::Corrupt(_))
     ));
 }
