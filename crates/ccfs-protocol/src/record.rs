@@ -318,9 +318,9 @@ impl RawRecord {
     }
 
     /// From one line of a JSONL import file: a JSON object keyed by column names, as
-    /// [`RawRecord::from_json`] reads it.
+    /// [`RawRecord::from_json`] reads it. A repeated key is not JSON here (see [`crate::json`]).
     pub fn from_json_line(text: &str) -> Result<Self, LineError> {
-        match serde_json::from_str::<Value>(text) {
+        match crate::json::from_str(text) {
             Ok(Value::Object(obj)) => Self::from_json(&obj).map_err(LineError::Field),
             Ok(_) => Err(LineError::NotAnObject),
             Err(e) => Err(LineError::Json(e.to_string())),
@@ -445,6 +445,20 @@ mod tests {
             .validate(&tz)
             .unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn json_lines_refuse_repeated_keys() {
+        let tz = TimeZone::UTC;
+        let line = serde_json::to_string(&raw().validate(&tz).unwrap().to_json(&tz)).unwrap();
+        assert!(RawRecord::from_json_line(&line).is_ok());
+        let repeated = line.replacen('{', r#"{"agent_id":"9","#, 1);
+        let e = RawRecord::from_json_line(&repeated).unwrap_err();
+        assert!(
+            matches!(&e, LineError::Json(m) if m.contains("duplicate key \"agent_id\"")),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("record: not valid JSON (duplicate key"));
     }
 
     #[test]
