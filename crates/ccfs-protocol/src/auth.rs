@@ -59,6 +59,13 @@ fn hmac_hex(key: &[u8], message: &[u8]) -> String {
 
 /// Parses an auth-v2 timestamp: `yyyy-MM-ddTHH:mm:ssZ` or `yyyy-MM-ddTHH:mm:ss.SSSZ`.
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    read_timestamp(s).ok()
+}
+
+/// Reads an auth-v2 timestamp. A value that is not the shape, or not a date and time (month 13,
+/// second 60), is `Malformed`; a well-shaped one past what a timestamp can hold (late in year
+/// 9999) is `TimestampOutOfRange`, as a far future time would be.
+fn read_timestamp(s: &str) -> Result<Timestamp, AuthError> {
     let b = s.as_bytes();
     let shape_ok = match b.len() {
         20 => true,
@@ -76,10 +83,15 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
         || !digits
             .into_iter()
             .all(|r| b[r].iter().all(u8::is_ascii_digit))
+        // jiff reads a leap second as second 59: two spellings of one signed instant.
+        || &b[17..19] == b"60"
     {
-        return None;
+        return Err(AuthError::Malformed);
     }
-    s.parse().ok()
+    let civil: jiff::civil::DateTime = s[..s.len() - 1].parse().map_err(|_| AuthError::Malformed)?;
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .map_err(|_| AuthError::TimestampOutOfRange)
 }
 
 /// How finely an auth-v2 timestamp is written: the SPEC accepts both shapes.
@@ -143,7 +155,8 @@ pub struct AuthHeader {
 }
 
 impl AuthHeader {
-    /// Parses and shape-checks a header value.
+    /// Parses and shape-checks a header value; a well-shaped timestamp that no instant has is
+    /// `TimestampOutOfRange`.
     pub fn parse(value: &str) -> Result<Self, AuthError> {
         let mut parts = value.trim().split('/');
         let (Some(SCHEME), Some(ak), Some(ts), Some(signed), Some(sig), None) = (
@@ -163,9 +176,11 @@ impl AuthHeader {
                         .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
             });
         let sig_ok = sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ak.is_empty() || !names_ok || !sig_ok || parse_timestamp(ts).is_none() {
+        if ak.is_empty() || !names_ok || !sig_ok {
             return Err(AuthError::Malformed);
         }
+        // Last, so that a header that is wrong in shape anywhere is `Malformed`.
+        read_timestamp(ts)?;
         Ok(Self {
             ak: ak.to_owned(),
             timestamp: ts.to_owned(),
@@ -678,6 +693,28 @@ mod tests {
         assert!(parse_timestamp("2021-08-31T09:38:50.87Z").is_none());
         assert!(parse_timestamp("2021-08-31T09:38:50+00:00").is_none());
         assert!(parse_timestamp("2021-13-31T09:38:50Z").is_none());
+        assert!(parse_timestamp("2021-02-29T09:38:50Z").is_none());
+        assert!(parse_timestamp("2021-08-31T09:38:59Z").is_some());
+        assert!(parse_timestamp("2016-12-31T23:59:60Z").is_none());
+        assert!(parse_timestamp("2016-12-31T23:59:60.000Z").is_none());
+        assert!(parse_timestamp("2016-12-31T23:59:61Z").is_none());
+        assert!(parse_timestamp("9999-12-31T23:59:59Z").is_none());
+        let sig = "4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724";
+        let header = |ts: &str| AuthHeader::parse(&format!("auth-v2/a/{ts}/host/{sig}"));
+        assert_eq!(
+            header("2016-12-31T23:59:60Z"),
+            Err(AuthError::Malformed),
+            "a leap second is not a signed instant"
+        );
+        for far in ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999Z"] {
+            assert_eq!(header(far), Err(AuthError::TimestampOutOfRange), "{far}");
+        }
+        assert_eq!(
+            AuthHeader::parse(&format!("auth-v2/a/9999-12-31T23:59:59Z/host/{}", &sig[1..])),
+            Err(AuthError::Malformed),
+            "a header wrong in shape elsewhere is malformed, whatever its timestamp"
+        );
+        assert!(header("9999-12-30T21:59:59Z").is_ok());
         let ts = parse_timestamp("2021-08-31T09:38:50.872Z").unwrap();
         assert_eq!(
             format_timestamp(ts, Precision::Millis),
