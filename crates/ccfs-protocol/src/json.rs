@@ -158,7 +158,10 @@ mod tests {
             assert!(from_str(text).is_err(), "{text}");
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
-        assert!(from_str(&deep).is_err(), "the recursion limit still applies");
+        assert!(
+            from_str(&deep).is_err(),
+            "the recursion limit still applies"
+        );
     }
 
     #[test]

@@ -458,7 +458,9 @@ mod tests {
             matches!(&e, LineError::Json(m) if m.contains("duplicate key \"agent_id\"")),
             "{e}"
         );
-        assert!(e.to_string().starts_with("record: not valid JSON (duplicate key"));
+        assert!(e
+            .to_string()
+            .starts_with("record: not valid JSON (duplicate key"));
     }
 
     #[test]
