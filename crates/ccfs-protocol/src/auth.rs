@@ -29,6 +29,10 @@ pub enum AuthError {
     Missing,
     #[error("malformed Authorization header")]
     Malformed,
+    #[error("duplicate Authorization header")]
+    DuplicateAuthorization,
+    #[error("duplicate Host header")]
+    DuplicateHost,
     #[error("the host header must be signed")]
     HostNotSigned,
     #[error("a signed header is missing from the request")]
