@@ -11,6 +11,7 @@ mod auth;
 mod codes;
 mod durability;
 mod export;
+mod hostile_requests;
 mod outage;
 mod soak;
 
