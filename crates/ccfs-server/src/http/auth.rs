@@ -22,6 +22,7 @@ use axum::http::{header, HeaderMap};
 use ccfs_protocol::auth::{check_clock, AuthError, AuthHeader, QueryLine, RequestHead, Verifier};
 use jiff::Timestamp;
 
+use super::body::{self, BodyError};
 use super::error::{HttpError, Refusal};
 use crate::config::ReplayPolicy;
 use crate::model::{Developer, Role};
@@ -66,8 +67,13 @@ struct Head {
     verifier: Verifier,
 }
 
-/// The checks that need no body, in the order of the module doc.
-async fn check_head(parts: &Parts, state: &AppState, limit: usize) -> Result<Head, HttpError> {
+/// The checks that need no body, in the order of the module doc. `too_long`: the request
+/// announces a body over its interface's limit.
+async fn check_head(
+    parts: &Parts,
+    state: &AppState,
+    too_long: Option<BodyError>,
+) -> Result<Head, HttpError> {
     let headers = &parts.headers;
     // Two values would be read one way here and maybe another by a proxy in front.
     if headers
@@ -96,8 +102,8 @@ async fn check_head(parts: &Parts, state: &AppState, limit: usize) -> Result<Hea
     if !developer.enabled {
         return Err(AuthError::DisabledKey.into());
     }
-    if content_length(headers).is_some_and(|n| n > limit) {
-        return Err(super::body::BodyError::TooLong(limit).into());
+    if let Some(e) = too_long {
+        return Err(e.into());
     }
     let forwarded = state.config.trust_forwarded_host;
     let lookup = |name: &str| {
@@ -132,16 +138,6 @@ async fn check_head(parts: &Parts, state: &AppState, limit: usize) -> Result<Hea
     })
 }
 
-/// The `Content-Length` a request announces, when it announces one hyper accepted.
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 impl FromRequest<Arc<AppState>> for Signed {
     type Rejection = Refusal;
 
@@ -149,14 +145,15 @@ impl FromRequest<Arc<AppState>> for Signed {
         let (parts, body) = req.into_parts();
         let version = parts.version;
         let limit = super::body_limit(parts.uri.path());
+        let too_long = body::announced_too_long(&body, limit).then_some(BodyError::TooLong(limit));
         let Head {
             auth,
             developer,
             mut verifier,
-        } = check_head(&parts, state, limit)
+        } = check_head(&parts, state, too_long)
             .await
             .map_err(|e| Refusal::unread(e, version))?;
-        let body = super::body::read(body, limit, state.config.body_timeout(), |chunk| {
+        let body = body::read(body, limit, state.config.body_timeout(), |chunk| {
             verifier.update(chunk)
         })
         .await
