@@ -29,6 +29,10 @@ pub enum AuthError {
     Missing,
     #[error("malformed Authorization header")]
     Malformed,
+    #[error("duplicate Authorization header")]
+    DuplicateAuthorization,
+    #[error("duplicate Host header")]
+    DuplicateHost,
     #[error("the host header must be signed")]
     HostNotSigned,
     #[error("a signed header is missing from the request")]
@@ -59,6 +63,13 @@ fn hmac_hex(key: &[u8], message: &[u8]) -> String {
 
 /// Parses an auth-v2 timestamp: `yyyy-MM-ddTHH:mm:ssZ` or `yyyy-MM-ddTHH:mm:ss.SSSZ`.
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    read_timestamp(s).ok()
+}
+
+/// Reads an auth-v2 timestamp. A value that is not the shape, or not a date and time (month 13,
+/// second 60), is `Malformed`; a well-shaped one past what a timestamp can hold (late in year
+/// 9999) is `TimestampOutOfRange`, as a far future time would be.
+fn read_timestamp(s: &str) -> Result<Timestamp, AuthError> {
     let b = s.as_bytes();
     let shape_ok = match b.len() {
         20 => true,
@@ -76,10 +87,16 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
         || !digits
             .into_iter()
             .all(|r| b[r].iter().all(u8::is_ascii_digit))
+        // jiff reads a leap second as second 59: two spellings of one signed instant.
+        || &b[17..19] == b"60"
     {
-        return None;
+        return Err(AuthError::Malformed);
     }
-    s.parse().ok()
+    let civil: jiff::civil::DateTime =
+        s[..s.len() - 1].parse().map_err(|_| AuthError::Malformed)?;
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .map_err(|_| AuthError::TimestampOutOfRange)
 }
 
 /// How finely an auth-v2 timestamp is written: the SPEC accepts both shapes.
@@ -131,6 +148,29 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> RequestParts<'a> {
+    /// The parts before the body.
+    pub fn head(&self) -> RequestHead<'a> {
+        RequestHead {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+        }
+    }
+}
+
+/// The parts of an HTTP request that the signature covers before the body and the headers:
+/// what a server knows of a request before it reads the body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// Upper-case method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path as sent, without the query.
+    pub path: &'a str,
+    /// The raw (percent-encoded) query string as sent, without `?`; `None` or empty when absent.
+    pub query: Option<&'a str>,
+}
+
 /// A parsed `Authorization: auth-v2/{AK}/{timestamp}/{signedHeaders}/{signature}` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthHeader {
@@ -143,7 +183,8 @@ pub struct AuthHeader {
 }
 
 impl AuthHeader {
-    /// Parses and shape-checks a header value.
+    /// Parses and shape-checks a header value; a well-shaped timestamp that no instant has is
+    /// `TimestampOutOfRange`.
     pub fn parse(value: &str) -> Result<Self, AuthError> {
         let mut parts = value.trim().split('/');
         let (Some(SCHEME), Some(ak), Some(ts), Some(signed), Some(sig), None) = (
@@ -163,9 +204,11 @@ impl AuthHeader {
                         .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
             });
         let sig_ok = sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ak.is_empty() || !names_ok || !sig_ok || parse_timestamp(ts).is_none() {
+        if ak.is_empty() || !names_ok || !sig_ok {
             return Err(AuthError::Malformed);
         }
+        // Last, so that a header that is wrong in shape anywhere is `Malformed`.
+        read_timestamp(ts)?;
         Ok(Self {
             ak: ak.to_owned(),
             timestamp: ts.to_owned(),
@@ -206,28 +249,150 @@ impl AuthHeader {
         req: &RequestParts<'_>,
         header_value: impl Fn(&str) -> Option<String>,
     ) -> Result<(), AuthError> {
-        if !self.signed_header_names().any(|n| n == "host") {
+        let mut verifier = Verifier::new(self, &[sk], forms, &req.head(), header_value)?;
+        verifier.update(req.body);
+        verifier.finish()
+    }
+}
+
+/// Verifies a signature while the body arrives: feed it with [`Verifier::update`] chunk by
+/// chunk as read, then [`Verifier::finish`]. Memory does not grow with the body: each
+/// candidate (secret, canonical form) is an HMAC state fed `NORM(chunk)`, which is the
+/// canonical request's tail because `NORM` works byte by byte.
+pub struct Verifier {
+    macs: CanonicalMacs,
+    signature: String,
+}
+
+impl Verifier {
+    /// Starts verifying `header` for a request with `head` against every secret in `secrets`
+    /// (e.g. the current one and one in its grace period), each in every form of `forms`; any
+    /// match is a pass. `header_value` returns a request header's value by lower-case name.
+    /// Errors that need no body (`HostNotSigned`, `SignedHeaderMissing`) come here.
+    pub fn new(
+        header: &AuthHeader,
+        secrets: &[&str],
+        forms: &[QueryLine],
+        head: &RequestHead<'_>,
+        header_value: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, AuthError> {
+        if !header.signed_header_names().any(|n| n == "host") {
             return Err(AuthError::HostNotSigned);
         }
         let mut headers = Vec::new();
-        for name in self.signed_header_names() {
+        for name in header.signed_header_names() {
             let value = header_value(name).ok_or(AuthError::SignedHeaderMissing)?;
             headers.push((name.to_owned(), value));
         }
-        let key = signing_key(sk, &prefix(&self.ak, &self.timestamp, &self.signed_headers));
-        let mut tried: Vec<String> = Vec::with_capacity(forms.len());
+        // Forms that are the same for this request (all of them, when a query is present)
+        // cost one HMAC, not one each.
+        let mut heads: Vec<String> = Vec::with_capacity(forms.len());
         for form in forms {
-            let canonical = canonical_request_in(*form, &self.signed_headers, req, &headers);
-            if tried.contains(&canonical) {
-                continue;
+            let h = canonical_head(*form, &header.signed_headers, head, &headers);
+            if !heads.contains(&h) {
+                heads.push(h);
             }
-            let expected = hmac_hex(key.as_bytes(), canonical.as_bytes());
-            if bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
-                return Ok(());
-            }
-            tried.push(canonical);
         }
-        Err(AuthError::SignatureMismatch)
+        let prefix = prefix(&header.ak, &header.timestamp, &header.signed_headers);
+        let mut starts = Vec::with_capacity(secrets.len() * heads.len());
+        for sk in secrets {
+            let key = signing_key(sk, &prefix);
+            for h in &heads {
+                starts.push((key.clone(), h.as_str()));
+            }
+        }
+        Ok(Self {
+            macs: CanonicalMacs::new(starts.iter().map(|(k, h)| (k.as_str(), *h))),
+            signature: header.signature.clone(),
+        })
+    }
+
+    /// Feeds the next bytes of the body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.macs.update(chunk);
+    }
+
+    /// Whether any candidate signed the request: `SignatureMismatch` when none did (also when
+    /// there was no secret to try).
+    pub fn finish(self) -> Result<(), AuthError> {
+        let wanted = self.signature.as_bytes();
+        // Every candidate is compared, in constant time each, so timing tells nothing of which
+        // secret or form came close.
+        let matched = self
+            .macs
+            .finish()
+            .iter()
+            .fold(subtle::Choice::from(0), |any, sig| {
+                any | sig.as_bytes().ct_eq(wanted)
+            });
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(AuthError::SignatureMismatch)
+        }
+    }
+}
+
+/// HMAC states over canonical requests that share a body: each starts with its own key and
+/// canonical head, and all take `NORM` of the same body bytes. The one implementation of both
+/// the whole-buffer signer and the streaming verifier.
+struct CanonicalMacs {
+    macs: Vec<Hmac<Sha256>>,
+    /// `NORM` output gathered so that the HMACs take it in blocks rather than in the encoder's
+    /// 3-byte pieces.
+    pending: Vec<u8>,
+}
+
+impl CanonicalMacs {
+    /// Block size of [`Self::pending`].
+    const BLOCK: usize = 8 * 1024;
+
+    /// One state per `(signing key, canonical head)`.
+    fn new<'a>(starts: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let macs = starts
+            .map(|(key, head)| {
+                // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+                let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                    .expect("HMAC takes any key length");
+                mac.update(head.as_bytes());
+                mac
+            })
+            .collect();
+        Self {
+            macs,
+            pending: Vec::with_capacity(Self::BLOCK),
+        }
+    }
+
+    fn update(&mut self, body: &[u8]) {
+        for piece in percent_encode(body, NORM_SET) {
+            if self.pending.len() + piece.len() > Self::BLOCK {
+                self.flush();
+            }
+            if piece.len() > Self::BLOCK {
+                self.macs
+                    .iter_mut()
+                    .for_each(|m| m.update(piece.as_bytes()));
+            } else {
+                self.pending.extend_from_slice(piece.as_bytes());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for mac in &mut self.macs {
+            mac.update(&self.pending);
+        }
+        self.pending.clear();
+    }
+
+    /// The hex signature of each state, in the order they were given.
+    fn finish(mut self) -> Vec<String> {
+        self.flush();
+        self.macs
+            .into_iter()
+            .map(|m| hex::encode(m.finalize().into_bytes()))
+            .collect()
     }
 }
 
@@ -289,7 +454,21 @@ pub fn canonical_request_in(
     req: &RequestParts<'_>,
     headers: &[(String, String)],
 ) -> String {
-    let mut out = String::with_capacity(128 + req.body.len() * 3 / 2);
+    let mut out = canonical_head(form, signed_headers, &req.head(), headers);
+    // `NORM` of an empty body is empty: the canonical request then ends after the header lines.
+    out.push_str(&norm(req.body));
+    out
+}
+
+/// The canonical request up to the body: method, path, query line, signed header names and
+/// header lines, each ending in `\n`.
+fn canonical_head(
+    form: QueryLine,
+    signed_headers: &str,
+    req: &RequestHead<'_>,
+    headers: &[(String, String)],
+) -> String {
+    let mut out = String::with_capacity(256);
     out.push_str(&req.method.to_ascii_uppercase());
     out.push('\n');
     out.push_str(req.path);
@@ -317,9 +496,6 @@ pub fn canonical_request_in(
     lines.sort();
     out.push_str(&lines.join("\n"));
     out.push('\n');
-    if !req.body.is_empty() {
-        out.push_str(&norm(req.body));
-    }
     out
 }
 
@@ -354,10 +530,10 @@ pub fn signature_in(
     headers: &[(String, String)],
 ) -> String {
     let key = signing_key(sk, &prefix(ak, timestamp, signed_headers));
-    hmac_hex(
-        key.as_bytes(),
-        canonical_request_in(form, signed_headers, req, headers).as_bytes(),
-    )
+    let head = canonical_head(form, signed_headers, &req.head(), headers);
+    let mut macs = CanonicalMacs::new(std::iter::once((key.as_str(), head.as_str())));
+    macs.update(req.body);
+    macs.finish().pop().unwrap_or_default()
 }
 
 /// Signs a request: returns the whole `Authorization` value. `headers` are the headers to sign,
@@ -678,6 +854,31 @@ mod tests {
         assert!(parse_timestamp("2021-08-31T09:38:50.87Z").is_none());
         assert!(parse_timestamp("2021-08-31T09:38:50+00:00").is_none());
         assert!(parse_timestamp("2021-13-31T09:38:50Z").is_none());
+        assert!(parse_timestamp("2021-02-29T09:38:50Z").is_none());
+        assert!(parse_timestamp("2021-08-31T09:38:59Z").is_some());
+        assert!(parse_timestamp("2016-12-31T23:59:60Z").is_none());
+        assert!(parse_timestamp("2016-12-31T23:59:60.000Z").is_none());
+        assert!(parse_timestamp("2016-12-31T23:59:61Z").is_none());
+        assert!(parse_timestamp("9999-12-31T23:59:59Z").is_none());
+        let sig = "4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724";
+        let header = |ts: &str| AuthHeader::parse(&format!("auth-v2/a/{ts}/host/{sig}"));
+        assert_eq!(
+            header("2016-12-31T23:59:60Z"),
+            Err(AuthError::Malformed),
+            "a leap second is not a signed instant"
+        );
+        for far in ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999Z"] {
+            assert_eq!(header(far), Err(AuthError::TimestampOutOfRange), "{far}");
+        }
+        assert_eq!(
+            AuthHeader::parse(&format!(
+                "auth-v2/a/9999-12-31T23:59:59Z/host/{}",
+                &sig[1..]
+            )),
+            Err(AuthError::Malformed),
+            "a header wrong in shape elsewhere is malformed, whatever its timestamp"
+        );
+        assert!(header("9999-12-30T21:59:59Z").is_ok());
         let ts = parse_timestamp("2021-08-31T09:38:50.872Z").unwrap();
         assert_eq!(
             format_timestamp(ts, Precision::Millis),

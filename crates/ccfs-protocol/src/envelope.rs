@@ -32,10 +32,11 @@ impl<T> RequestEnvelope<T> {
     }
 }
 
-/// Opens a request body: answers `0300007` when it is not JSON or has no `msgBody` object, then
-/// `0300006` when `request.version` is not exactly `"2.0"`. Unknown members are ignored.
+/// Opens a request body: answers `0300007` when it is not JSON (a repeated key at any depth
+/// included, see [`crate::json`]) or has no `msgBody` object, then `0300006` when
+/// `request.version` is not exactly `"2.0"`. Unknown members are ignored.
 pub fn open_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(Value::Object(mut top)) = crate::json::from_slice(body) else {
         return Err(ApiError::plain(ResultCode::NoBody));
     };
     let Some(Value::Object(msg_body)) = top.remove("msgBody") else {
@@ -141,6 +142,15 @@ mod tests {
             code(r#"{"request":{"version":"2.0"},"msgBody":{},"x":1}"#),
             None
         );
+        // A repeated key is refused wherever it is, even where it would change nothing.
+        for repeated in [
+            r#"{"request":{"version":"2.0"},"msgBody":{},"msgBody":{}}"#,
+            r#"{"request":{"version":"1.0","version":"2.0"},"msgBody":{}}"#,
+            r#"{"request":{"version":"2.0"},"msgBody":{"a":"x","a":"x"}}"#,
+            r#"{"request":{"version":"2.0"},"msgBody":{"r":[{"id":1,"id":2}]}}"#,
+        ] {
+            assert_eq!(code(repeated), Some(ResultCode::NoBody), "{repeated}");
+        }
     }
 
     #[test]

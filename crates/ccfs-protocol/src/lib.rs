@@ -23,6 +23,7 @@ pub mod codes;
 pub mod envelope;
 pub mod fields;
 pub mod ids;
+pub mod json;
 pub mod messages;
 pub mod names;
 pub mod range;

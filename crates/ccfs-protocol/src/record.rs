@@ -55,6 +55,22 @@ pub const COLUMNS: [Column; 21] = [
     col("skillInfo_sn", 25, false),
 ];
 
+/// Longest JSON object of a record whose values are within [`COLUMNS`]' lengths: every
+/// character written as a 6-byte `\uXXXX` escape (longer than its UTF-8, at most 4 bytes), every
+/// name plain, no whitespace: `{"id":"…","developer_id":"…",…}`. About 3.9 KB. (A writer that
+/// escapes characters outside the Basic Multilingual Plane as surrogate pairs, 12 bytes each,
+/// can exceed it; none of the usual JSON writers does so by default.)
+pub const MAX_RECORD_JSON_LEN: usize = {
+    let mut n = 2; // `{}`
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        // `"name":"value",`
+        n += COLUMNS[i].name.len() + 6 * COLUMNS[i].max_len + 6;
+        i += 1;
+    }
+    n
+};
+
 /// Index of `begin_time` in [`COLUMNS`].
 pub const BEGIN_TIME: usize = 7;
 /// Index of `end_time` in [`COLUMNS`].
@@ -318,9 +334,9 @@ impl RawRecord {
     }
 
     /// From one line of a JSONL import file: a JSON object keyed by column names, as
-    /// [`RawRecord::from_json`] reads it.
+    /// [`RawRecord::from_json`] reads it. A repeated key is not JSON here (see [`crate::json`]).
     pub fn from_json_line(text: &str) -> Result<Self, LineError> {
-        match serde_json::from_str::<Value>(text) {
+        match crate::json::from_str(text) {
             Ok(Value::Object(obj)) => Self::from_json(&obj).map_err(LineError::Field),
             Ok(_) => Err(LineError::NotAnObject),
             Err(e) => Err(LineError::Json(e.to_string())),
@@ -445,6 +461,39 @@ mod tests {
             .validate(&tz)
             .unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn the_longest_record_fits_its_json_bound() {
+        let tz = TimeZone::UTC;
+        // Control characters are the values serde_json writes longest (`\u0001`, 6 bytes).
+        let mut r = raw();
+        for (i, c) in COLUMNS.iter().enumerate() {
+            if i != 1 && i != BEGIN_TIME && i != END_TIME {
+                r.0[i] = "\u{1}".repeat(c.max_len);
+            }
+        }
+        r.0[1] = "d".repeat(64);
+        let rec = r.validate(&tz).unwrap();
+        let json = serde_json::to_string(&rec.to_json(&tz)).unwrap();
+        assert!(json.len() <= MAX_RECORD_JSON_LEN, "{}", json.len());
+        const { assert!(MAX_RECORD_JSON_LEN < 4_000) };
+    }
+
+    #[test]
+    fn json_lines_refuse_repeated_keys() {
+        let tz = TimeZone::UTC;
+        let line = serde_json::to_string(&raw().validate(&tz).unwrap().to_json(&tz)).unwrap();
+        assert!(RawRecord::from_json_line(&line).is_ok());
+        let repeated = line.replacen('{', r#"{"agent_id":"9","#, 1);
+        let e = RawRecord::from_json_line(&repeated).unwrap_err();
+        assert!(
+            matches!(&e, LineError::Json(m) if m.contains("duplicate key \"agent_id\"")),
+            "{e}"
+        );
+        assert!(e
+            .to_string()
+            .starts_with("record: not valid JSON (duplicate key"));
     }
 
     #[test]

@@ -618,3 +618,113 @@ proptest! {
         prop_assert_eq!(auth::format_timestamp(parsed.unwrap(), if ts.len() == 24 { auth::Precision::Millis } else { auth::Precision::Seconds }), ts);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The streaming verifier, against the whole-buffer signer.
+
+/// Splits `body` at the points `cuts` picks (duplicates give empty chunks, which must be
+/// harmless too).
+fn chunks<'b>(body: &'b [u8], cuts: &[Index]) -> Vec<&'b [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+    at.sort_unstable();
+    let mut out = Vec::new();
+    let mut from = 0;
+    for a in at {
+        out.push(&body[from..a]);
+        from = a;
+    }
+    out.push(&body[from..]);
+    out
+}
+
+/// Verifies `c` with its body fed in `parts`, trying `secrets` in both query-line forms.
+fn verify_streaming(
+    c: &Case,
+    authorization: &str,
+    secrets: &[&str],
+    parts: &[&[u8]],
+) -> Result<(), AuthError> {
+    let header = AuthHeader::parse(authorization)?;
+    let query = c.raw_query();
+    let head = auth::RequestHead {
+        method: &c.method,
+        path: &c.path,
+        query: query.as_deref(),
+    };
+    let forms = [
+        auth::QueryLine::OmittedWhenEmpty,
+        auth::QueryLine::AlwaysWritten,
+    ];
+    let mut v = auth::Verifier::new(&header, secrets, &forms, &head, |name| {
+        c.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    })?;
+    for p in parts {
+        v.update(p);
+    }
+    v.finish()
+}
+
+/// Bodies past the verifier's internal block size, with runs that `NORM` triples.
+fn long_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..40_000),
+        (0usize..30_000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A body fed in arbitrary pieces verifies exactly when the whole-buffer signature says so:
+    /// with the right secret among others, in either query-line form, and not with wrong ones.
+    #[test]
+    fn streaming_verification_equals_whole_buffer(
+        c in case(),
+        cuts in prop::collection::vec(any::<Index>(), 0..6),
+        other in ".{0,40}",
+        port_form in any::<bool>(),
+    ) {
+        let query = c.raw_query();
+        let req = RequestParts { method: &c.method, path: &c.path, query: query.as_deref(), body: &c.body };
+        let form = if port_form { auth::QueryLine::AlwaysWritten } else { auth::QueryLine::OmittedWhenEmpty };
+        let authorization = auth::sign_in(form, &c.ak, &c.sk, &c.timestamp, &req, &c.header_pairs());
+        let parts = chunks(&c.body, &cuts);
+        prop_assert_eq!(verify_streaming(&c, &authorization, &[other.as_str(), c.sk.as_str()], &parts), Ok(()));
+        let wrong = verify_streaming(&c, &authorization, &[other.as_str()], &parts);
+        let whole = c.verify_with_sk(&authorization, &other);
+        if other != c.sk {
+            prop_assert_eq!(wrong, Err(AuthError::SignatureMismatch));
+        }
+        if !port_form {
+            prop_assert_eq!(wrong, whole);
+        }
+        prop_assert_eq!(verify_streaming(&c, &authorization, &[], &parts), Err(AuthError::SignatureMismatch));
+    }
+
+    /// Long bodies in pieces: the streaming result is the reference signature's.
+    #[test]
+    fn streaming_verification_of_long_bodies(
+        c in case(),
+        body in long_body(),
+        cuts in prop::collection::vec(any::<Index>(), 0..12),
+        at in any::<Index>(),
+        delta in 1u8..=255,
+    ) {
+        let c = Case { body, ..c };
+        let authorization = ref_authorization(&c);
+        let parts = chunks(&c.body, &cuts);
+        prop_assert_eq!(verify_streaming(&c, &authorization, &[c.sk.as_str()], &parts), Ok(()));
+        if !c.body.is_empty() {
+            let mut tampered = c.body.clone();
+            let i = at.index(tampered.len());
+            tampered[i] = tampered[i].wrapping_add(delta);
+            prop_assert_eq!(
+                verify_streaming(&c, &authorization, &[c.sk.as_str()], &chunks(&tampered, &cuts)),
+                Err(AuthError::SignatureMismatch)
+            );
+        }
+    }
+}

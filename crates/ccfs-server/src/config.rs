@@ -4,6 +4,7 @@
 //! `CCFS_` prefix (`listen` ← `CCFS_LISTEN`, `retention_secs` ← `CCFS_RETENTION_SECS`).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use jiff::SignedDuration;
@@ -51,6 +52,9 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Allowed distance between a request's timestamp and the server clock.
     pub auth_window_secs: u64,
+    /// How long a request's body may take to arrive, from the end of its headers; a slower
+    /// one is refused and its connection closed.
+    pub body_timeout_secs: NonZeroU64,
     /// What an identical signature seen again within the window means (SPEC section 3).
     pub replay: ReplayPolicy,
     /// Also accept signatures whose canonical request carries an empty query line when the
@@ -138,6 +142,7 @@ impl Default for Config {
             master_key_file: None,
             master_key: None,
             auth_window_secs: 15 * 60,
+            body_timeout_secs: NonZeroU64::new(30).unwrap_or(NonZeroU64::MIN),
             replay: ReplayPolicy::Retry,
             accept_empty_query_line: true,
             trust_forwarded_host: false,
@@ -240,6 +245,7 @@ const KEYS: &[(&str, bool)] = &[
     ("master_key_file", true),
     ("master_key", true),
     ("auth_window_secs", false),
+    ("body_timeout_secs", false),
     ("replay", true),
     ("accept_empty_query_line", false),
     ("trust_forwarded_host", false),
@@ -447,6 +453,9 @@ impl Config {
     pub fn auth_window(&self) -> SignedDuration {
         Self::secs(self.auth_window_secs)
     }
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.body_timeout_secs.get())
+    }
     pub fn max_span(&self) -> SignedDuration {
         Self::secs(self.max_span_secs)
     }
@@ -490,6 +499,25 @@ mod tests {
         assert!(c.plain_http);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x y"));
         assert_eq!(c.rows_per_file, 100_000);
+    }
+
+    #[test]
+    fn body_timeout_is_positive_seconds() {
+        let c = Config::load_with(None, |_| None).unwrap();
+        assert_eq!(c.body_timeout(), std::time::Duration::from_secs(30));
+        let set = |v: &str| {
+            let v = v.to_owned();
+            Config::load_with(None, move |k| {
+                (k == "CCFS_BODY_TIMEOUT_SECS").then(|| v.clone())
+            })
+        };
+        assert_eq!(
+            set("2").unwrap().body_timeout(),
+            std::time::Duration::from_secs(2)
+        );
+        let e = set("0").unwrap_err().to_string();
+        assert!(e.contains("nonzero"), "{e}");
+        assert!(set("-1").is_err());
     }
 
     #[test]

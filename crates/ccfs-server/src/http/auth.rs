@@ -1,23 +1,29 @@
 //! The auth extractor: verifies the auth-v2 signature of a request (SPEC section 3) and yields
 //! the developer it belongs to, with the body bytes it was verified over.
 //!
-//! Order of checks: header shape, clock window, access key (unknown, disabled), signature
-//! (current secret, then the previous one during its grace period; for each, the SPEC's
-//! canonical form, then the empty-query-line form of some public ports when allowed), and only
-//! then, with `replay = refuse`, the replay cache, so that garbage signatures never fill it.
-//! With `replay = retry` (the default) an identical signature is a retry: the handlers make it
+//! Everything the headers alone can tell is checked before a byte of the body is read, so that
+//! a stranger cannot make the server take in (and hold) a body: header shape (one
+//! `Authorization`, one `Host`), clock window, access key (unknown, disabled), the announced
+//! length against the interface's limit. Such a refusal closes the connection (see
+//! [`Refusal`]). The body is then read within `body_timeout_secs` and fed, chunk by chunk, to
+//! the signature [`Verifier`]: one HMAC state per candidate (current secret, then the previous
+//! one during its grace period; the SPEC's canonical form, and the empty-query-line form of some
+//! public ports when allowed), so memory is the body itself. Only then, with `replay = refuse`,
+//! the replay cache is consulted, so that garbage signatures never fill it. With
+//! `replay = retry` (the default) an identical signature is a retry: the handlers make it
 //! harmless (generate keys its job by the signature; download and status just answer again).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::HeaderMap;
-use ccfs_protocol::auth::{check_clock, AuthError, AuthHeader, QueryLine, RequestParts};
-use ccfs_protocol::{ApiError, ResultCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use ccfs_protocol::auth::{check_clock, AuthError, AuthHeader, QueryLine, RequestHead, Verifier};
 use jiff::Timestamp;
 
-use super::error::HttpError;
+use super::body::{self, BodyError};
+use super::error::{HttpError, Refusal};
 use crate::config::ReplayPolicy;
 use crate::model::{Developer, Role};
 use crate::state::AppState;
@@ -53,68 +59,116 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl FromRequest<Arc<AppState>> for Signed {
-    type Rejection = HttpError;
+/// What the headers established: whose request it claims to be, and a verifier waiting for the
+/// body.
+struct Head {
+    auth: AuthHeader,
+    developer: Developer,
+    verifier: Verifier,
+}
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, HttpError> {
-        let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, super::BODY_LIMIT)
-            .await
-            .map_err(|_| ApiError::new(ResultCode::TooLong, "requestBody"))?;
-        let headers = parts.headers;
-        // A value that is present but not visible ASCII is malformed, not missing.
-        let value = headers.get("authorization").ok_or(AuthError::Missing)?;
-        let auth = AuthHeader::parse(value.to_str().map_err(|_| AuthError::Malformed)?)?;
-        let now = Timestamp::now();
-        check_clock(auth.time(), now, state.config.auth_window())?;
-        let developer = state
-            .store
-            .developer(&auth.ak)
-            .await?
-            .ok_or(AuthError::UnknownKey)?;
-        if !developer.enabled {
-            return Err(AuthError::DisabledKey.into());
-        }
-        let request = RequestParts {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            body: &body,
-        };
-        let forwarded = state.config.trust_forwarded_host;
-        let lookup = |name: &str| {
-            if name == "host" {
-                let fwd = forwarded
-                    .then(|| header_str(&headers, "x-forwarded-host"))
-                    .flatten();
-                // HTTP/2 carries the host in the URI authority, not a Host header.
-                fwd.or_else(|| header_str(&headers, "host"))
-                    .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
-            } else {
-                header_str(&headers, name)
-            }
-        };
-        let forms: &[QueryLine] = if state.config.accept_empty_query_line {
-            &[QueryLine::OmittedWhenEmpty, QueryLine::AlwaysWritten]
+/// The checks that need no body, in the order of the module doc. `too_long`: the request
+/// announces a body over its interface's limit.
+async fn check_head(
+    parts: &Parts,
+    state: &AppState,
+    too_long: Option<BodyError>,
+) -> Result<Head, HttpError> {
+    let headers = &parts.headers;
+    // Two values would be read one way here and maybe another by a proxy in front.
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(AuthError::DuplicateAuthorization.into());
+    }
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(AuthError::DuplicateHost.into());
+    }
+    // A value that is present but not visible ASCII is malformed, not missing.
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let auth = AuthHeader::parse(value.to_str().map_err(|_| AuthError::Malformed)?)?;
+    let now = Timestamp::now();
+    check_clock(auth.time(), now, state.config.auth_window())?;
+    let developer = state
+        .store
+        .developer(&auth.ak)
+        .await?
+        .ok_or(AuthError::UnknownKey)?;
+    if !developer.enabled {
+        return Err(AuthError::DisabledKey.into());
+    }
+    if let Some(e) = too_long {
+        return Err(e.into());
+    }
+    let forwarded = state.config.trust_forwarded_host;
+    let lookup = |name: &str| {
+        if name == "host" {
+            let fwd = forwarded
+                .then(|| header_str(headers, "x-forwarded-host"))
+                .flatten();
+            // HTTP/2 carries the host in the URI authority, not a Host header.
+            fwd.or_else(|| header_str(headers, "host"))
+                .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
         } else {
-            &[QueryLine::OmittedWhenEmpty]
-        };
-        let mut outcome = Err(AuthError::SignatureMismatch);
-        for secret in state.tenants.secrets(&developer, now)? {
-            outcome = auth.verify_in(forms, &secret, &request, lookup);
-            if outcome != Err(AuthError::SignatureMismatch) {
-                break;
-            }
+            header_str(headers, name)
         }
-        outcome?;
+    };
+    let forms: &[QueryLine] = if state.config.accept_empty_query_line {
+        &[QueryLine::OmittedWhenEmpty, QueryLine::AlwaysWritten]
+    } else {
+        &[QueryLine::OmittedWhenEmpty]
+    };
+    let secrets = state.tenants.secrets(&developer, now)?;
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+    };
+    let verifier = Verifier::new(&auth, &secrets, forms, &head, lookup)?;
+    Ok(Head {
+        auth,
+        developer,
+        verifier,
+    })
+}
+
+impl FromRequest<Arc<AppState>> for Signed {
+    type Rejection = Refusal;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Refusal> {
+        let (parts, body) = req.into_parts();
+        let version = parts.version;
+        let limit = super::body_limit(parts.uri.path());
+        let too_long = body::announced_too_long(&body, limit).then_some(BodyError::TooLong(limit));
+        let Head {
+            auth,
+            developer,
+            mut verifier,
+        } = check_head(&parts, state, too_long)
+            .await
+            .map_err(|e| Refusal::unread(e, version))?;
+        let body = body::read(body, limit, state.config.body_timeout(), |chunk| {
+            verifier.update(chunk)
+        })
+        .await
+        .map_err(|e| Refusal::unread(e, version))?;
+        verifier.finish().map_err(HttpError::from)?;
         if state.config.replay == ReplayPolicy::Refuse
             && !state
                 .store
                 .remember_signature(&auth.signature, auth.time() + state.config.auth_window())
-                .await?
+                .await
+                .map_err(HttpError::from)?
         {
-            return Err(AuthError::Replay.into());
+            return Err(HttpError::from(AuthError::Replay).into());
         }
+        let headers = parts.headers;
         let content_type = header_str(&headers, "content-type");
         Ok(Signed {
             developer,

@@ -1,7 +1,8 @@
 //! The one error type of the HTTP layer, mapped in one place to the SPEC envelope and status:
 //! API errors are HTTP 200 with their code, authentication failures HTTP 401 (`0300401`), a
-//! missing role HTTP 403 (`0300401`), anything unexpected HTTP 500 (`0300500`) with a request id
-//! whose details are only in the log.
+//! missing role HTTP 403 (`0300401`), a body that does not arrive in time HTTP 408 (`0300007`),
+//! anything unexpected HTTP 500 (`0300500`) with a request id whose details are only in the log.
+//! A [`Refusal`] is an error answered before the body was read, which closes the connection.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +20,8 @@ pub enum HttpError {
     Forbidden(&'static str),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimedOut(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -29,6 +32,7 @@ impl HttpError {
         match self {
             HttpError::Api(a) => a.code,
             HttpError::Auth(_) | HttpError::Forbidden(_) => ResultCode::AuthFailed,
+            HttpError::BodyTimedOut(_) => ResultCode::NoBody,
             HttpError::Internal(_) => ResultCode::Internal,
         }
     }
@@ -52,9 +56,63 @@ impl From<crate::tenants::TenantError> for HttpError {
     }
 }
 
+impl From<super::body::BodyError> for HttpError {
+    fn from(e: super::body::BodyError) -> Self {
+        use super::body::BodyError;
+        match e {
+            BodyError::TooLong(_) => Self::Api(ApiError::new(ResultCode::TooLong, "requestBody")),
+            BodyError::Broken => Self::Api(ApiError::plain(ResultCode::NoBody)),
+            BodyError::TimedOut(after) => Self::BodyTimedOut(after.as_secs()),
+        }
+    }
+}
+
 impl From<ResultCode> for HttpError {
     fn from(code: ResultCode) -> Self {
         Self::Api(ApiError::plain(code))
+    }
+}
+
+/// An error answer that may leave part of the request body unread. On HTTP/1 such an answer
+/// carries `Connection: close`, and hyper then closes the connection after it rather than
+/// reading the rest of a body nobody wants (or taking it for the next request). HTTP/2 ends just
+/// the stream, and forbids the header.
+#[derive(Debug)]
+pub struct Refusal {
+    error: HttpError,
+    close: bool,
+}
+
+impl Refusal {
+    /// An error answered before the body of a request of `version` was read to its end.
+    pub fn unread(error: impl Into<HttpError>, version: axum::http::Version) -> Self {
+        Self {
+            error: error.into(),
+            close: version <= axum::http::Version::HTTP_11,
+        }
+    }
+}
+
+impl From<HttpError> for Refusal {
+    /// An error answered after the whole body was read: the connection may serve more.
+    fn from(error: HttpError) -> Self {
+        Self {
+            error,
+            close: false,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if self.close {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -84,6 +142,13 @@ impl IntoResponse for HttpError {
                 ApiError::new(ResultCode::AuthFailed, reason),
             ),
             HttpError::Api(e) => (StatusCode::OK, e),
+            HttpError::BodyTimedOut(secs) => {
+                let mut e = ApiError::plain(ResultCode::NoBody);
+                e.desc.push_str(&format!(
+                    " The body did not arrive within {secs} s; send it at once after the headers."
+                ));
+                (StatusCode::REQUEST_TIMEOUT, e)
+            }
             HttpError::Internal(detail) => {
                 let id = hex::encode(rand::random::<[u8; 8]>());
                 tracing::error!(request_id = %id, "{detail}");

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ccfs_protocol::auth::{self, Precision, RequestParts};
+use futures::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -315,6 +316,53 @@ impl Client {
         body: &[u8],
         opts: &Opts,
     ) -> reqwest::Result<reqwest::Response> {
+        let send_body = opts.tamper_body.clone().unwrap_or_else(|| body.to_vec());
+        // hyper leaves `Content-Length` out for an empty body; a client that signs it sends it.
+        let empty = send_body.is_empty();
+        let mut rb = self.request(path, body, opts).body(send_body);
+        if empty {
+            rb = rb.header("content-length", "0");
+        }
+        rb.send().await
+    }
+
+    /// Sends the headers of a request for `body` (signed over all of it, announcing its whole
+    /// length), then only its first `sent` bytes, and then nothing, ever: the answer must come
+    /// from what the server has seen. The time limit is `opts`' or 60 s.
+    pub async fn send_stalled(
+        &self,
+        path: &str,
+        body: &[u8],
+        sent: usize,
+        opts: &Opts,
+    ) -> reqwest::Result<reqwest::Response> {
+        let prefix = body[..sent].to_vec();
+        let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(prefix) })
+            .chain(futures::stream::pending());
+        self.request(path, body, opts)
+            .header("content-length", body.len().to_string())
+            .timeout(opts.timeout.unwrap_or(Duration::from_secs(60)))
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+    }
+
+    /// Sends `body` (signed over all of it) in 8 KiB chunks without announcing its length:
+    /// chunked on HTTP/1.1. Sign `opts.host_only()` or other headers than `content-length`.
+    pub async fn send_chunked(&self, path: &str, body: &[u8], opts: &Opts) -> Resp {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+        let r = self
+            .request(path, body, opts)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{} {path}: {e}", opts.method));
+        Resp::read(r).await
+    }
+
+    /// A request for `body` with every header `opts` asks for, signed, without its body.
+    fn request(&self, path: &str, body: &[u8], opts: &Opts) -> reqwest::RequestBuilder {
         let conn = lock(&self.conn).clone();
         let host = opts
             .host
@@ -373,14 +421,17 @@ impl Client {
             query: opts.query.as_deref(),
             body,
         };
-        let authorization = auth::sign_in(
-            opts.query_line,
-            opts.ak.as_deref().unwrap_or(&self.app.app_id),
-            opts.secret.as_deref().unwrap_or(&self.app.secret),
-            &timestamp,
-            &parts,
-            &signed_refs,
-        );
+        // Only when sent: a large body costs a moment to sign.
+        let authorization = || {
+            auth::sign_in(
+                opts.query_line,
+                opts.ak.as_deref().unwrap_or(&self.app.app_id),
+                opts.secret.as_deref().unwrap_or(&self.app.secret),
+                &timestamp,
+                &parts,
+                &signed_refs,
+            )
+        };
 
         let send_path = opts.tamper_path.as_deref().unwrap_or(path);
         let send_query = opts
@@ -394,13 +445,7 @@ impl Client {
             url.push_str(q);
         }
         let method = reqwest::Method::from_bytes(opts.method.as_bytes()).expect("method");
-        let send_body = opts.tamper_body.clone().unwrap_or_else(|| body.to_vec());
-        // hyper leaves `Content-Length` out for an empty body; a client that signs it sends it.
-        let empty = send_body.is_empty();
-        let mut rb = conn.http.request(method, url).body(send_body);
-        if empty {
-            rb = rb.header("content-length", "0");
-        }
+        let mut rb = conn.http.request(method, url);
         if let Some(ct) = &opts.content_type {
             rb = rb.header("content-type", ct);
         }
@@ -411,14 +456,14 @@ impl Client {
             rb = rb.header(k, v);
         }
         match &opts.auth {
-            AuthMode::Sign => rb = rb.header("authorization", authorization),
+            AuthMode::Sign => rb = rb.header("authorization", authorization()),
             AuthMode::Raw(v) => rb = rb.header("authorization", v),
             AuthMode::Omit => {}
         }
         if let Some(t) = opts.timeout {
             rb = rb.timeout(t);
         }
-        rb.send().await
+        rb
     }
 
     /// Sends `body` as it is (for bodies that are not a valid envelope) and reads the answer.
