@@ -11,6 +11,7 @@ mod auth;
 mod codes;
 mod durability;
 mod export;
+mod hostile;
 mod outage;
 mod soak;
 
