@@ -294,9 +294,7 @@ fn idle_timeout_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZer
     at_least_one(d, "idle_timeout_secs")
 }
 
-fn max_connections_setting<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<NonZeroU32, D::Error> {
+fn max_connections_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
     at_least_one(d, "max_connections")
 }
 
@@ -530,7 +528,11 @@ mod tests {
                 && e.to_string().contains("default_timezone"),
             "{e}"
         );
-        for key in ["HEADER_TIMEOUT_SECS", "IDLE_TIMEOUT_SECS", "MAX_CONNECTIONS"] {
+        for key in [
+            "HEADER_TIMEOUT_SECS",
+            "IDLE_TIMEOUT_SECS",
+            "MAX_CONNECTIONS",
+        ] {
             let var = format!("CCFS_{key}");
             let e = Config::load_with(None, |k| (k == var).then(|| "0".into())).unwrap_err();
             assert!(
@@ -538,8 +540,8 @@ mod tests {
                 "{var}=0: {e}"
             );
         }
-        let c = Config::load_with(None, |k| (k == "CCFS_MAX_CONNECTIONS").then(|| "8".into()))
-            .unwrap();
+        let c =
+            Config::load_with(None, |k| (k == "CCFS_MAX_CONNECTIONS").then(|| "8".into())).unwrap();
         assert_eq!(c.max_connections.get(), 8);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -89,7 +89,10 @@ impl Entry {
             return None;
         }
         Some(match (self.fresh, self.header_from) {
-            (true, _) => (self.idle_since + limits.header_timeout, Reason::HeaderTimeout),
+            (true, _) => (
+                self.idle_since + limits.header_timeout,
+                Reason::HeaderTimeout,
+            ),
             (false, Some(t)) => (t + limits.header_timeout, Reason::HeaderTimeout),
             (false, None) => (self.idle_since + limits.idle_timeout, Reason::IdleTimeout),
         })

@@ -195,7 +195,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     let idle = Instant::now();
     let rest = read_until_closed(&mut *conn, NOT_CUT).await;
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
-    assert!(idle.elapsed() >= Duration::from_millis(1500), "closed after {:?}", idle.elapsed());
+    assert!(
+        idle.elapsed() >= Duration::from_millis(1500),
+        "closed after {:?}",
+        idle.elapsed()
+    );
     assert!(shed_count(&server, "idle_timeout").await >= 1);
 }
 
