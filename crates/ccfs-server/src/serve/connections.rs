@@ -100,7 +100,7 @@ impl Entry {
 }
 
 /// What a connection's watchdog should do now.
-pub(super) enum Verdict {
+enum Verdict {
     /// Close: the connection was shed for a newcomer.
     Shed,
     /// A request is in flight: wait for a change.
@@ -211,7 +211,7 @@ impl Connection {
     }
 
     /// What the watchdog should do now.
-    pub fn verdict(&self) -> Verdict {
+    fn verdict(&self) -> Verdict {
         let table = self.connections.lock();
         match table.open.get(&self.id) {
             None => Verdict::Shed,

@@ -24,12 +24,15 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use connections::{Connection, Connections, Limits};
+use connections::{Connection, Connections, Limits, Reason};
 use track::{Tracked, Watched};
 
 /// How long the accept loop pauses after an error that is not one connection's (out of file
 /// descriptors, say), rather than spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a connection shed at the cap may take to send what it has already written.
+const SHED_FLUSH: Duration = Duration::from_secs(1);
 
 /// Starts serving `router` on `listener` until `shutdown` fires; requests in flight then get
 /// `grace` to finish. The task ends when the last connection has closed.
@@ -51,7 +54,7 @@ pub(crate) fn spawn(
         idle_timeout: config.idle_timeout(),
     };
     tracing::info!(
-        open_files = open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        open_files = %open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         max_connections = limits.cap,
         header_timeout_secs = limits.header_timeout.as_secs(),
         idle_timeout_secs = limits.idle_timeout.as_secs(),
@@ -182,6 +185,13 @@ async fn serve_http<T>(
         }
         reason = connection.must_close() => {
             tracing::debug!(?reason, "connection closed by the server");
+            if reason == Reason::Cap {
+                // Shed at the cap, possibly an instant after its last answer ended: the end of
+                // that answer may still be in hyper's buffer, so it gets a moment to go out.
+                // A deadline, by contrast, falls long after any answer.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHED_FLUSH, conn.as_mut()).await;
+            }
             return;
         }
         () = shutdown.cancelled() => {}
