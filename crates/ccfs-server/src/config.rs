@@ -4,8 +4,9 @@
 //! `CCFS_` prefix (`listen` ← `CCFS_LISTEN`, `retention_secs` ← `CCFS_RETENTION_SECS`).
 
 use std::net::SocketAddr;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,18 @@ pub struct Config {
     pub aws_allow_http: bool,
     /// Serve plain HTTP: only behind a TLS-terminating balancer.
     pub plain_http: bool,
+    /// The time a client gets to send a request's whole header: from the connection's start
+    /// (TLS handshake included) for its first request, from the first byte for a later one.
+    #[serde(deserialize_with = "header_timeout_setting")]
+    pub header_timeout_secs: NonZeroU64,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    #[serde(deserialize_with = "idle_timeout_setting")]
+    pub idle_timeout_secs: NonZeroU64,
+    /// Connections open at once. At the cap, a new connection takes the place of the one idle
+    /// the longest (no request in flight); with none idle it is closed. Lowered at start to half
+    /// the open-file limit, which the server first raises as far as it may.
+    #[serde(deserialize_with = "max_connections_setting")]
+    pub max_connections: NonZeroU32,
     /// PEM certificate chain and key; default a self-signed pair in the data directory.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -137,6 +150,9 @@ impl Default for Config {
             aws_endpoint_url: None,
             aws_allow_http: false,
             plain_http: false,
+            header_timeout_secs: NonZeroU64::new(10).expect("positive"),
+            idle_timeout_secs: NonZeroU64::new(60).expect("positive"),
+            max_connections: NonZeroU32::new(4096).expect("positive"),
             tls_cert: None,
             tls_key: None,
             master_key_file: None,
@@ -240,6 +256,9 @@ const KEYS: &[(&str, bool)] = &[
     ("aws_endpoint_url", true),
     ("aws_allow_http", false),
     ("plain_http", false),
+    ("header_timeout_secs", false),
+    ("idle_timeout_secs", false),
+    ("max_connections", false),
     ("tls_cert", true),
     ("tls_key", true),
     ("master_key_file", true),
@@ -304,6 +323,33 @@ fn deny_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Network>,
 
 fn allow_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Network>, D::Error> {
     networks(d, "callback_allow")
+}
+
+/// A setting that must be at least 1, read as such; 0 (or a value too large for its type) is
+/// refused with the key and what to give instead.
+fn at_least_one<'de, D, T>(d: D, key: &str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<NonZeroU64>,
+{
+    let n = u64::deserialize(d)?;
+    let refused = |what: &str| {
+        serde::de::Error::custom(format_args!("{key} = {n} {what}; give a whole number >= 1"))
+    };
+    let n = NonZeroU64::new(n).ok_or_else(|| refused("would allow nothing"))?;
+    T::try_from(n).map_err(|_| refused("is too large"))
+}
+
+fn header_timeout_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU64, D::Error> {
+    at_least_one(d, "header_timeout_secs")
+}
+
+fn idle_timeout_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU64, D::Error> {
+    at_least_one(d, "idle_timeout_secs")
+}
+
+fn max_connections_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    at_least_one(d, "max_connections")
 }
 
 impl Config {
@@ -473,6 +519,12 @@ impl Config {
     pub fn callback_policy(&self) -> AddressPolicy {
         AddressPolicy::new(&self.callback_deny, &self.callback_allow)
     }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.get())
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.get())
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +616,21 @@ mod tests {
                 && e.to_string().contains("default_timezone"),
             "{e}"
         );
+        for key in [
+            "HEADER_TIMEOUT_SECS",
+            "IDLE_TIMEOUT_SECS",
+            "MAX_CONNECTIONS",
+        ] {
+            let var = format!("CCFS_{key}");
+            let e = Config::load_with(None, |k| (k == var).then(|| "0".into())).unwrap_err();
+            assert!(
+                e.to_string().contains(&key.to_ascii_lowercase()),
+                "{var}=0: {e}"
+            );
+        }
+        let c =
+            Config::load_with(None, |k| (k == "CCFS_MAX_CONNECTIONS").then(|| "8".into())).unwrap();
+        assert_eq!(c.max_connections.get(), 8);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();

@@ -6,6 +6,8 @@
 //! - `urls` — `database_url` and `blob_url`, read into what this server can open.
 //! - `server` — starts everything: store, file store, TLS listener, background loops; stops it
 //!   all cleanly when told to ([`RunningServer::shutdown`]).
+//! - `serve` — the listener: TLS, HTTP/1.1 through hyper, and the connections' limits (header
+//!   and idle deadlines, the cap, which idle connection gives way to a new one).
 //! - `tls` — the certificate: the configured one, or a self-signed one made on first start.
 //! - `http` — the axum routes, one file per interface; the auth extractor that yields the
 //!   verified developer; the one error type that renders the SPEC envelope.
@@ -58,6 +60,7 @@ pub mod model;
 mod node;
 mod pause;
 mod retention;
+mod serve;
 mod server;
 mod state;
 mod store;

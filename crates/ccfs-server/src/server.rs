@@ -298,9 +298,9 @@ pub struct RunningServer {
     /// The certificate, unless the server speaks plain HTTP.
     pub tls: Option<TlsSetup>,
     state: Arc<AppState>,
-    handle: axum_server::Handle,
+    /// Stops the listener (which gives requests in flight [`GRACE`]) and the loops.
     shutdown: CancellationToken,
-    listener: JoinHandle<std::io::Result<()>>,
+    listener: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
     /// The download slots' renewal loop, and what stops it.
     renewal: (CancellationToken, JoinHandle<()>),
@@ -369,22 +369,17 @@ impl RunningServer {
         });
 
         let local_addr = listener.local_addr()?;
-        let handle = axum_server::Handle::new();
-        let app = crate::http::router(state.clone()).into_make_service();
-        let listener = match &tls {
-            Some(t) => {
-                let rustls =
-                    axum_server::tls_rustls::RustlsConfig::from_config(t.server_config.clone());
-                let server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
-                tokio::spawn(async move { server.serve(app).await })
-            }
-            None => {
-                let server = axum_server::from_tcp(listener).handle(handle.clone());
-                tokio::spawn(async move { server.serve(app).await })
-            }
-        };
-
+        // One signal stops the listener and the background loops alike.
         let shutdown = CancellationToken::new();
+        let listener = crate::serve::spawn(
+            listener,
+            tls.as_ref().map(|t| t.server_config.clone()),
+            crate::http::router(state.clone()),
+            &state.config,
+            shutdown.clone(),
+            GRACE,
+        )?;
+
         let exports = Arc::new(crate::export::Exports::of(&state));
         let mut loops = crate::export::spawn_workers(exports.clone(), shutdown.clone());
         loops.push(crate::export::spawn_work_sweeper(exports, shutdown.clone()));
@@ -404,7 +399,6 @@ impl RunningServer {
             local_addr,
             tls,
             state,
-            handle,
             shutdown,
             listener,
             loops,
@@ -431,17 +425,14 @@ impl RunningServer {
     /// Stops accepting, lets requests in flight finish (up to a grace period), and stops the
     /// background loops, which give back what they hold.
     pub async fn shutdown(self) {
-        self.handle.graceful_shutdown(Some(GRACE));
         self.shutdown.cancel();
         for task in self.loops {
             if let Err(e) = task.await {
                 tracing::warn!("a background task ended badly: {e}");
             }
         }
-        match self.listener.await {
-            Ok(Err(e)) => tracing::warn!("listener: {e}"),
-            Err(e) => tracing::warn!("listener task: {e}"),
-            Ok(Ok(())) => {}
+        if let Err(e) = self.listener.await {
+            tracing::warn!("listener task: {e}");
         }
         // No request is left streaming: this node's download slots go now rather than at the
         // end of their leases.

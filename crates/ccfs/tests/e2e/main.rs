@@ -13,6 +13,7 @@ mod callbacks_fair;
 mod codes;
 mod durability;
 mod export;
+mod hostile;
 mod hostile_requests;
 mod outage;
 mod soak;
