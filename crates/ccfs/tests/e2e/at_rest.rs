@@ -56,24 +56,7 @@ async fn at_rest_the_data_dir_is_0700_and_every_file_0600() {
         .expect("sh");
     let umask = String::from_utf8_lossy(&umask.stdout).trim().to_owned();
     let mut server = TestServer::start(&[("CCFS_BLOB_URL", files.to_str().expect("UTF-8"))]);
-    let a = server.create_app(&AppSpec {
-        name: "A",
-        ..Default::default()
-    });
-    let ing = server.create_app(&AppSpec {
-        name: "CTI",
-        roles: &["ingest"],
-        ..Default::default()
-    });
-    server
-        .client(&ing)
-        .import_ok(&[record(
-            "x1",
-            &a.app_id,
-            "2024-05-01 10:00:00",
-            "2024-05-01 10:01:00",
-        )])
-        .await;
+    let a = server.app_with_one_record().await;
     let rx = Receiver::start().await;
     let client = server.client(&a);
     let id = client

@@ -744,29 +744,6 @@ async fn an_export_of_250001_records_is_split_into_three_parts() {
     assert_eq!(next, N);
 }
 
-/// A developer "A" with one record, x1 at 2024-05-01 10:00:00 (UTC), imported by a "CTI" app.
-async fn app_with_one_record(server: &TestServer) -> App {
-    let a = server.create_app(&AppSpec {
-        name: "A",
-        ..Default::default()
-    });
-    let ing = server.create_app(&AppSpec {
-        name: "CTI",
-        roles: &["ingest"],
-        ..Default::default()
-    });
-    server
-        .client(&ing)
-        .import_ok(&[record(
-            "x1",
-            &a.app_id,
-            "2024-05-01 10:00:00",
-            "2024-05-01 10:01:00",
-        )])
-        .await;
-    a
-}
-
 /// A callback that nobody receives (the placeholder URL of a polling client) stops once the
 /// file's owner has downloaded the whole file: status says `superseded` and no attempt follows.
 /// A download that stops short of the end supersedes nothing.
@@ -776,7 +753,7 @@ async fn a_downloaded_files_pending_callback_is_superseded() {
         ("CCFS_CALLBACK_INITIAL_BACKOFF_SECS", "1"),
         ("CCFS_CALLBACK_MAX_BACKOFF_SECS", "1"),
     ]);
-    let a = app_with_one_record(&server).await;
+    let a = server.app_with_one_record().await;
     let rx = Receiver::start().await;
     rx.set_failing(true);
     let client = server.client(&a);
@@ -825,7 +802,7 @@ async fn expired_exports_are_deleted_and_answer_0300011() {
         ("CCFS_RETENTION_SECS", "2"),
         ("CCFS_RETENTION_INTERVAL_SECS", "1"),
     ]);
-    let a = app_with_one_record(&server).await;
+    let a = server.app_with_one_record().await;
     let rx = Receiver::start().await;
     let client = server.client(&a);
     let id = client

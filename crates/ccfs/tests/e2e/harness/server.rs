@@ -121,6 +121,28 @@ impl TestServer {
         server
     }
 
+    /// A developer "A" with one record, x1 at 2024-05-01 10:00:00 (UTC), imported by a "CTI" app.
+    pub async fn app_with_one_record(&self) -> App {
+        let a = self.create_app(&AppSpec {
+            name: "A",
+            ..Default::default()
+        });
+        let ing = self.create_app(&AppSpec {
+            name: "CTI",
+            roles: &["ingest"],
+            ..Default::default()
+        });
+        self.client(&ing)
+            .import_ok(&[super::wire::record(
+                "x1",
+                &a.app_id,
+                "2024-05-01 10:00:00",
+                "2024-05-01 10:01:00",
+            )])
+            .await;
+        a
+    }
+
     /// Writes `n` records of `app_id` spread over the window as a CSV file of the export layout and
     /// imports them with `ccfs import` on this server's database (much faster than the HTTP interface).
     pub fn import_records(&self, dir: &Path, app_id: &str, n: u64) {
