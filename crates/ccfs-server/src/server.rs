@@ -126,10 +126,8 @@ fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
         private(&files)?;
     }
     if let crate::urls::DatabaseUrl::Sqlite(db) = config.database_url() {
-        for side in ["", "-wal", "-shm", "-journal"] {
-            let mut name = db.clone().into_os_string();
-            name.push(side);
-            private(Path::new(&name))?;
+        for file in sqlite_files(&db) {
+            private(&file)?;
         }
     }
     let probe = dir.join(format!(".ccfs-write-check-{}", std::process::id()));
@@ -178,11 +176,8 @@ impl Fresh {
     /// Notes an SQLite database file, with its side files, unless it exists.
     fn note_database(&mut self, db: &Path) {
         if !exists(db) {
-            self.note(db);
-            for side in ["-wal", "-shm", "-journal"] {
-                let mut name = db.to_owned().into_os_string();
-                name.push(side);
-                self.note(Path::new(&name));
+            for file in sqlite_files(db) {
+                self.note(&file);
             }
         }
     }
@@ -219,6 +214,18 @@ impl Fresh {
             }
         }
     }
+}
+
+/// An SQLite database file and the side files SQLite makes beside it (WAL, shared memory,
+/// rollback journal).
+fn sqlite_files(db: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["", "-wal", "-shm", "-journal"]
+        .into_iter()
+        .map(move |side| {
+            let mut name = db.to_owned().into_os_string();
+            name.push(side);
+            PathBuf::from(name)
+        })
 }
 
 /// Whether nothing is at `path` (and not merely hidden by a permission error).
