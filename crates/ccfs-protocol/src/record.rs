@@ -188,35 +188,13 @@ impl Record {
         w: &mut csv::Writer<W>,
         tz: &TimeZone,
     ) -> csv::Result<()> {
-        let mut begin = [0u8; 19];
-        let mut end = [0u8; 19];
-        write_local(to_local(self.begin_time, tz), &mut begin);
-        write_local(to_local(self.end_time, tz), &mut end);
-        let t = self.texts();
-        let row: [&[u8]; 21] = [
-            t[0].as_bytes(),
-            t[1].as_bytes(),
-            t[2].as_bytes(),
-            t[3].as_bytes(),
-            t[4].as_bytes(),
-            t[5].as_bytes(),
-            t[6].as_bytes(),
-            &begin,
-            &end,
-            t[7].as_bytes(),
-            t[8].as_bytes(),
-            t[9].as_bytes(),
-            t[10].as_bytes(),
-            t[11].as_bytes(),
-            t[12].as_bytes(),
-            t[13].as_bytes(),
-            t[14].as_bytes(),
-            t[15].as_bytes(),
-            t[16].as_bytes(),
-            t[17].as_bytes(),
-            t[18].as_bytes(),
-        ];
-        w.write_record(row)
+        write_csv_row(
+            w,
+            self.texts().map(str::as_bytes),
+            self.begin_time,
+            self.end_time,
+            tz,
+        )
     }
 
     /// The record as a JSON object keyed by column names, times in `tz` (the JSONL import form).
@@ -234,6 +212,27 @@ impl Record {
         }
         m
     }
+}
+
+/// Writes one export row from a record's 19 texts (in [`TEXT_COLUMNS`] order) and its times,
+/// shown in `tz`. The one encoder of every export: a [`Record`], or a store's columns read
+/// without building one.
+pub fn write_csv_row<W: io::Write>(
+    w: &mut csv::Writer<W>,
+    t: [&[u8]; 19],
+    begin_time: Timestamp,
+    end_time: Timestamp,
+    tz: &TimeZone,
+) -> csv::Result<()> {
+    let mut begin = [0u8; 19];
+    let mut end = [0u8; 19];
+    write_local(to_local(begin_time, tz), &mut begin);
+    write_local(to_local(end_time, tz), &mut end);
+    let row: [&[u8]; 21] = [
+        t[0], t[1], t[2], t[3], t[4], t[5], t[6], &begin, &end, t[7], t[8], t[9], t[10], t[11],
+        t[12], t[13], t[14], t[15], t[16], t[17], t[18],
+    ];
+    w.write_record(row)
 }
 
 /// The CSV writer every export uses: comma, RFC 4180 quoting where needed, `\n` line ends.

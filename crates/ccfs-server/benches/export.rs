@@ -243,7 +243,7 @@ async fn export_once(
     std::fs::create_dir_all(&work)?;
     let work_file = work.join(format!("{id}.zip.part"));
     let clock = Clock::start();
-    let built = build_zip(store.stream_records(query()?), &settings, &work_file).await?;
+    let built = build_zip(store.export_rows(query()?), &settings, &work_file).await?;
     let build = clock.stop();
     let blobs = Blobs::open(config)?;
     let clock = Clock::start();

@@ -64,7 +64,7 @@ pub enum ExportError {
     #[error("writing the export file: {0}")]
     Io(#[from] std::io::Error),
     #[error("writing the zip: {0}")]
-    Zip(#[from] zip::result::ZipError),
+    Zip(#[from] rawzip::Error),
     #[error("writing a CSV row: {0}")]
     Csv(#[from] csv::Error),
     /// The zip writer thread ended abnormally (a panic, or the runtime shutting down).
@@ -376,7 +376,7 @@ where
         if let Some(dir) = work_file.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let records = self.store.stream_records(j.query.clone());
+        let records = self.store.export_rows(j.query.clone());
         let key = job.attempt_key();
         // The upload runs beside the build, a part at a time as the zip writer finishes them,
         // so a large export is mostly uploaded when its last row is written. A failed upload

@@ -26,7 +26,7 @@ pub mod replay;
 pub mod sqlite;
 pub mod transfer;
 
-mod convert;
+pub(crate) mod convert;
 mod rows;
 mod versions;
 
@@ -41,7 +41,9 @@ pub use developers::Developers;
 pub use downloads::{DownloadSlotId, Downloads};
 pub use jobs::{CreateJob, JobQueue};
 pub use outbox::{ClaimLimits, Outbox};
-pub use records::{InsertOutcome, OnConflict, Records, MAX_CONFLICTS_LISTED};
+pub use records::{
+    InsertOutcome, OnConflict, Records, RowSink, RowSource, Stop, MAX_CONFLICTS_LISTED,
+};
 pub use replay::Replay;
 
 /// An error of the store.
@@ -55,6 +57,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An error of the direct SQLite connection the export reads through.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Stored data that cannot be read back as its type (a bad time, an unknown state, a time

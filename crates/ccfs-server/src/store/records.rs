@@ -84,4 +84,31 @@ pub trait Records: Send + Sync + 'static {
     ) -> StoreResult<InsertOutcome>;
     /// Streams the selected records in `(begin_time, id)` order without holding them in memory.
     fn stream_records(&self, query: RecordQuery) -> BoxStream<'static, StoreResult<Record>>;
+    /// The selected records for an export, in the order of [`Records::stream_records`]. By
+    /// default that stream; a store that can hand over each row's columns without building a
+    /// [`Record`] (SQLite) gives a blocking reader instead.
+    fn export_rows(&self, query: RecordQuery) -> RowSource {
+        RowSource::Stream(self.stream_records(query))
+    }
 }
+
+/// Where an export's rows come from (see [`Records::export_rows`]).
+pub enum RowSource {
+    /// Records from an async stream.
+    Stream(BoxStream<'static, StoreResult<Record>>),
+    /// A reader to run on a blocking thread: it passes every row to the sink, in order, and
+    /// returns when the rows end or the sink asks it to stop.
+    Blocking(Box<dyn FnOnce(&mut dyn RowSink) -> StoreResult<()> + Send>),
+}
+
+/// Takes an export's rows one at a time, as a store reads them.
+pub trait RowSink {
+    /// One record: its 19 texts in [`TEXT_COLUMNS`](ccfs_protocol::record::TEXT_COLUMNS) order
+    /// and its times in unix seconds. [`Stop`] tells the reader to stop reading: the export was
+    /// cancelled or failed, and the sink knows why.
+    fn row(&mut self, texts: [&[u8]; 19], begin: i64, end: i64) -> Result<(), Stop>;
+}
+
+/// A [`RowSink`]'s request to stop reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop;

@@ -13,8 +13,8 @@
 //!   and could then fail with `SQLITE_BUSY` on its first write without the busy handler ever
 //!   being consulted; single-statement writes in autocommit mode are safe as they are, because
 //!   SQLite retries their lock through the busy handler.
-//! - Exports page through the export index inside one read transaction, so an export sees one
-//!   snapshot and its memory stays bounded (see [`record_stream`]).
+//! - Exports read the export index in one statement on a direct connection of their own, so an
+//!   export sees one snapshot and its memory stays bounded (see [`record_stream`]).
 //!
 //! Time precision: record times are stored as whole unix seconds (the export shows seconds);
 //! a record time is truncated, and the bounds of a record query are rounded up, so that
@@ -85,6 +85,8 @@ const READER_CACHE_KIB: i64 = 8 * 1024;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Where exports open their own connection (see [`record_stream`]).
+    direct: record_stream::Direct,
 }
 
 impl SqliteStore {
@@ -93,16 +95,30 @@ impl SqliteStore {
     /// The server opens by path ([`SqliteStore::open_path`]); tests open by URL.
     #[cfg(test)]
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        Self::open_with(<SqliteConnectOptions as std::str::FromStr>::from_str(url)?).await
+        let options = <SqliteConnectOptions as std::str::FromStr>::from_str(url)?;
+        let name = options.get_filename().to_owned();
+        let direct = if url.contains(":memory:") || url.contains("mode=memory") {
+            record_stream::Direct::Memory(name.to_string_lossy().into_owned())
+        } else {
+            record_stream::Direct::File(name)
+        };
+        Self::open_with(options, direct).await
     }
 
     /// Opens (creating the file and its directory when missing) and migrates the database file
     /// at `path` (taken as it is: no URL decoding).
     pub async fn open_path(path: &std::path::Path) -> StoreResult<SqliteStore> {
-        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+        Self::open_with(
+            SqliteConnectOptions::new().filename(path),
+            record_stream::Direct::File(path.to_owned()),
+        )
+        .await
     }
 
-    async fn open_with(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+    async fn open_with(
+        options: SqliteConnectOptions,
+        direct: record_stream::Direct,
+    ) -> StoreResult<SqliteStore> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -138,7 +154,11 @@ impl SqliteStore {
                     .pragma("query_only", "ON"),
             )
             .await?;
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            direct,
+        })
     }
 
     /// The reading connections, for a transfer of the whole store ([`crate::store::transfer`]).

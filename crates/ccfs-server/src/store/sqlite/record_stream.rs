@@ -1,40 +1,73 @@
-//! Exports' reading of the records: the export query, page by page in `(begin_time, id)`
-//! order inside one read transaction, handed to the consumer through a bounded channel so that
-//! an export's memory stays the same whatever its size.
+//! Exports' reading of the records: the export query on a direct, synchronous connection of its
+//! own (rusqlite), run on a blocking thread, each row's columns handed to the export's
+//! [`RowSink`] as borrowed bytes, without building a [`Record`].
+//!
+//! Why not the pool's sqlx connections: sqlx hands every row from its worker thread through a
+//! channel and copies every value; a million-record export spent more time there (and in
+//! decoding what came out) than in compressing. One statement walks the export index in
+//! `(begin_time, id)` order and is one snapshot of the database: in WAL mode a reader sees the
+//! database as of its statement's start, whatever is committed meanwhile, and never blocks the
+//! writer. Memory stays at one row whatever the export size.
+//!
+//! [`Records::stream_records`](crate::store::Records::stream_records) reads through the same
+//! reader, building records in batches for consumers that want them (store transfers, tests).
+
+use std::path::PathBuf;
 
 use ccfs_protocol::Record;
-use sqlx::SqlitePool;
+use futures::stream::{self, BoxStream, StreamExt};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use super::row::RecordRow;
-use super::{ceil_second, corrupt};
+use super::{corrupt, BUSY_TIMEOUT, READER_CACHE_KIB};
 use crate::model::RecordQuery;
-use crate::store::convert::RECORD_TEXT_COLUMNS;
-use crate::store::StoreResult;
+use crate::store::convert::{ceil_second, from_second, RECORD_TEXT_COLUMNS};
+use crate::store::{RowSink, Stop, StoreError, StoreResult};
 
-/// Records per page of the export query (see [`record_page_sql`]).
-const STREAM_PAGE: usize = 1000;
+/// Records per batch of [`stream`]: a channel hop per thousand records, not per record.
+const BATCH: usize = 1000;
+/// Batches in flight between the reading thread and the stream's consumer: with [`BATCH`], a
+/// few thousand records in memory whatever the export size.
+const CHANNEL_BATCHES: usize = 4;
 
-/// Pages in flight between the streaming task and the consumer: with [`STREAM_PAGE`], an
-/// export holds a few thousand records in memory, whatever its size.
-const STREAM_CHANNEL: usize = 4;
+/// Where the direct connections open the database.
+#[derive(Debug, Clone)]
+pub(super) enum Direct {
+    /// The database file.
+    File(PathBuf),
+    /// A shared-cache in-memory database (tests): its `file:` URI name, which the same SQLite
+    /// library in this process resolves to the database the sqlx pools use.
+    #[cfg(test)]
+    Memory(String),
+}
 
-/// One page of the export query, in `(begin_time, id)` order: the first page starts at the
-/// window's begin, each next one after the last record of the previous page (keyset paging on
-/// the export index, so a page costs the same wherever it is in the window).
-///
-/// A page comes back as a single value, a JSON array of `[19 texts..., begin_time, end_time]`
-/// arrays. The driver hands over results row by row through a channel from its worker thread
-/// and copies every column value through SQLite's allocator (which takes a process-wide lock);
-/// one value per thousand records instead of 21 per record is what lets an export stream
-/// several hundred thousand records a second. JSON keeps every text intact.
-pub(super) fn record_page_sql(q: &RecordQuery, first: bool) -> String {
-    let mut filter = String::from("developer_id = ? AND begin_time < ?");
-    filter.push_str(if first {
-        " AND begin_time >= ?"
-    } else {
-        " AND (begin_time, id) > (?, ?)"
-    });
+impl Direct {
+    /// A read-only connection, used by one thread at a time (so SQLite's own mutex is off).
+    fn open_reader(&self) -> StoreResult<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match self {
+            Direct::File(path) => Connection::open_with_flags(path, flags)?,
+            #[cfg(test)]
+            Direct::Memory(name) => Connection::open_with_flags(
+                name,
+                flags
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_MEMORY
+                    | OpenFlags::SQLITE_OPEN_SHARED_CACHE,
+            )?,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        Ok(conn)
+    }
+}
+
+/// The export query: the selected records in `(begin_time, id)` order, on the export index
+/// `(developer_id, begin_time, id)`; parameters: developer, begin, end (unix seconds, rounded
+/// up), then the account and the agent when the query names them.
+pub(super) fn export_sql(q: &RecordQuery) -> String {
+    let mut filter = String::from("developer_id = ? AND begin_time >= ? AND begin_time < ?");
     if q.account_id.is_some() {
         filter.push_str(" AND account_id = ?");
     }
@@ -43,118 +76,127 @@ pub(super) fn record_page_sql(q: &RecordQuery, first: bool) -> String {
     }
     let columns = RECORD_TEXT_COLUMNS.join(", ");
     format!(
-        "SELECT json_group_array(json_array({columns}, begin_time, end_time)) \
-         FROM (SELECT {columns}, begin_time, end_time FROM records \
-               WHERE {filter} ORDER BY begin_time, id LIMIT {STREAM_PAGE})"
+        "SELECT {columns}, begin_time, end_time FROM records WHERE {filter} \
+         ORDER BY begin_time, id"
     )
 }
 
-/// Reads the next page after `after` (or the first one) and decodes it, in order.
-async fn record_page(
-    conn: &mut sqlx::SqliteConnection,
-    q: &RecordQuery,
-    after: Option<&(i64, String)>,
-) -> StoreResult<Vec<RecordRow>> {
-    let sql = record_page_sql(q, after.is_none());
-    let mut query = sqlx::query_scalar::<_, String>(&sql)
-        .bind(q.developer_id.as_str())
-        .bind(ceil_second(q.end));
-    query = match after {
-        None => query.bind(ceil_second(q.begin)),
-        Some((begin, id)) => query.bind(*begin).bind(id.as_str()),
-    };
+/// Runs the export query and passes every row to `sink`, until the rows end or the sink says
+/// [`Stop`]. Blocking: call it on a blocking thread.
+pub(super) fn read_rows(db: &Direct, q: &RecordQuery, sink: &mut dyn RowSink) -> StoreResult<()> {
+    let conn = db.open_reader()?;
+    let mut stmt = conn.prepare(&export_sql(q))?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5);
+    let (developer, begin, end) = (
+        q.developer_id.as_str(),
+        ceil_second(q.begin),
+        ceil_second(q.end),
+    );
+    params.extend([&developer as &dyn rusqlite::ToSql, &begin, &end]);
     if let Some(account) = &q.account_id {
-        query = query.bind(account);
+        params.push(account);
     }
     if let Some(agent) = &q.agent_id {
-        query = query.bind(agent);
+        params.push(agent);
     }
-    let json = query.fetch_one(conn).await?;
-    let mut page: Vec<RecordRow> =
-        serde_json::from_str(&json).map_err(|e| corrupt(format_args!("record page: {e}")))?;
-    // SQLite documents the order of an aggregate's elements as arbitrary; in practice it is the
-    // subquery's order, which this check confirms for the price of one comparison a record.
-    if !page.windows(2).all(|w| w[0].key() <= w[1].key()) {
-        page.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-    }
-    Ok(page)
-}
-
-/// Runs the export query page by page, inside one read transaction so that the export sees one
-/// snapshot, and sends the records until the window ends, an error is sent, or the receiver is
-/// gone.
-async fn produce_records(
-    pool: SqlitePool,
-    q: RecordQuery,
-    tx: mpsc::Sender<StoreResult<Vec<Record>>>,
-) {
-    let result = async {
-        let mut snapshot = pool.begin().await?;
-        let mut after: Option<(i64, String)> = None;
-        loop {
-            // A selective filter can scan long for a page; watching the receiver stops that
-            // scan as soon as the consumer gives up.
-            let page = tokio::select! {
-                biased;
-                _ = tx.closed() => return Ok(()),
-                page = record_page(&mut snapshot, &q, after.as_ref()) => page?,
+    let mut rows = stmt.query(params.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let mut texts: [&[u8]; 19] = [b""; 19];
+        for (i, text) in texts.iter_mut().enumerate() {
+            *text = match row.get_ref(i)? {
+                ValueRef::Text(t) => t,
+                ValueRef::Null => b"",
+                other => {
+                    return Err(corrupt(format_args!(
+                        "record column {}: a {} where text belongs",
+                        RECORD_TEXT_COLUMNS[i],
+                        other.data_type()
+                    )))
+                }
             };
-            let full = page.len() == STREAM_PAGE;
-            if let Some(last) = page.last() {
-                let (begin, id) = last.key();
-                after = Some((begin, id.to_owned()));
-            }
-            let records = page
-                .into_iter()
-                .map(RecordRow::into_record)
-                .collect::<StoreResult<Vec<_>>>()?;
-            if !records.is_empty() && tx.send(Ok(records)).await.is_err() {
-                return Ok(());
-            }
-            if !full {
-                return Ok(());
-            }
+        }
+        let begin: i64 = row.get(19)?;
+        let end: i64 = row.get(20)?;
+        if sink.row(texts, begin, end) == Err(Stop) {
+            break;
         }
     }
-    .await;
-    if let Err(e) = result {
-        let _ = tx.send(Err(e)).await;
+    Ok(())
+}
+
+/// [`read_rows`] as a stream of records, read on a blocking thread that starts on the first
+/// poll (inside the consumer's runtime) and stops when the consumer drops the stream.
+pub(super) fn stream(db: Direct, q: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
+    enum State {
+        Idle(Direct, RecordQuery),
+        Running(mpsc::Receiver<StoreResult<Vec<Record>>>),
     }
+    stream::unfold(State::Idle(db, q), |state| async move {
+        let mut rx = match state {
+            State::Idle(db, q) => {
+                let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+                // Detached: it ends with the rows, or at its next send once the receiver is gone.
+                tokio::task::spawn_blocking(move || {
+                    let mut sink = Batches {
+                        tx: tx.clone(),
+                        batch: Vec::with_capacity(BATCH),
+                        failed: None,
+                    };
+                    let read = read_rows(&db, &q, &mut sink);
+                    let result = match (read, sink.failed.take()) {
+                        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+                        (Ok(()), None) => Ok(std::mem::take(&mut sink.batch)),
+                    };
+                    let _ = tx.blocking_send(result);
+                });
+                rx
+            }
+            State::Running(rx) => rx,
+        };
+        let batch = rx.recv().await?;
+        Some((batch, State::Running(rx)))
+    })
+    .flat_map(|batch| match batch {
+        Ok(records) => stream::iter(records.into_iter().map(Ok)).left_stream(),
+        Err(e) => stream::iter([Err(e)]).right_stream(),
+    })
+    .boxed()
 }
 
-/// The consumer side of [`produce_records`].
-pub(super) enum RecordStream {
-    /// Not polled yet: the query starts on the first poll, inside the caller's runtime.
-    Idle(SqlitePool, RecordQuery),
-    Running(
-        mpsc::Receiver<StoreResult<Vec<Record>>>,
-        std::vec::IntoIter<Record>,
-    ),
-    Done,
+/// The sink of [`stream`]: builds records and sends them a batch at a time.
+struct Batches {
+    tx: mpsc::Sender<StoreResult<Vec<Record>>>,
+    batch: Vec<Record>,
+    /// A row that could not be made a record: the stream's last item.
+    failed: Option<StoreError>,
 }
 
-impl RecordStream {
-    pub(super) async fn next(mut self) -> Option<(StoreResult<Record>, RecordStream)> {
-        loop {
-            match self {
-                RecordStream::Idle(pool, q) => {
-                    let (tx, rx) = mpsc::channel(STREAM_CHANNEL);
-                    // Detached: it ends by itself when the window ends or the receiver drops.
-                    tokio::spawn(produce_records(pool, q, tx));
-                    self = RecordStream::Running(rx, Vec::new().into_iter());
-                }
-                RecordStream::Running(mut rx, mut buf) => {
-                    if let Some(record) = buf.next() {
-                        return Some((Ok(record), RecordStream::Running(rx, buf)));
-                    }
-                    match rx.recv().await {
-                        Some(Ok(batch)) => self = RecordStream::Running(rx, batch.into_iter()),
-                        Some(Err(e)) => return Some((Err(e), RecordStream::Done)),
-                        None => return None,
-                    }
-                }
-                RecordStream::Done => return None,
+impl RowSink for Batches {
+    fn row(&mut self, texts: [&[u8]; 19], begin: i64, end: i64) -> Result<(), Stop> {
+        let record = (|| {
+            let mut owned: [String; 19] = Default::default();
+            for (o, t) in owned.iter_mut().zip(texts) {
+                *o = String::from_utf8(t.to_vec())
+                    .map_err(|e| corrupt(format_args!("record text: {e}")))?;
+            }
+            Ok(Record::from_texts(
+                owned,
+                from_second(begin, "record begin_time")?,
+                from_second(end, "record end_time")?,
+            ))
+        })();
+        match record {
+            Ok(r) => self.batch.push(r),
+            Err(e) => {
+                self.failed = Some(e);
+                return Err(Stop);
             }
         }
+        if self.batch.len() == BATCH {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            // The consumer is gone: stop reading.
+            self.tx.blocking_send(Ok(full)).map_err(|_| Stop)?;
+        }
+        Ok(())
     }
 }

@@ -6,18 +6,17 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use ccfs_protocol::Record;
-use futures::stream::{self, BoxStream};
-use futures::StreamExt;
+use futures::stream::BoxStream;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
-use super::record_stream::RecordStream;
+use super::record_stream;
 use super::row::RecordRow;
 use super::{corrupt, floor_second, SqliteStore};
 use crate::model::RecordQuery;
 use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::versions::{sort_chunk, Versions};
-use crate::store::{InsertOutcome, OnConflict, Records, StoreResult};
+use crate::store::{InsertOutcome, OnConflict, Records, RowSource, StoreResult};
 
 /// Bound values per record row: the 19 texts and the two times.
 const RECORD_PARAMS: usize = 21;
@@ -65,8 +64,8 @@ fn record_arguments(chunk: &[Record]) -> StoreResult<SqliteArguments<'_>> {
     Ok(args)
 }
 
-/// The stored versions of the records a chunk names: one value, a JSON array like a page of
-/// [`record_page_sql`](super::record_stream::record_page_sql), for one parameter, a JSON array of `[developer_id, id]` pairs. The
+/// The stored versions of the records a chunk names: one value, a JSON array of
+/// `[19 texts..., begin_time, end_time]` arrays, for one parameter, a JSON array of `[developer_id, id]` pairs. The
 /// pairs drive the join (`CROSS JOIN` keeps them the outer loop), so each costs one lookup in
 /// the `(developer_id, id)` index; a pair named twice comes back twice.
 pub(super) fn stored_versions_sql() -> &'static str {
@@ -240,10 +239,13 @@ impl Records for SqliteStore {
     }
 
     fn stream_records(&self, query: RecordQuery) -> BoxStream<'static, StoreResult<Record>> {
-        stream::unfold(
-            RecordStream::Idle(self.reader.clone(), query),
-            RecordStream::next,
-        )
-        .boxed()
+        record_stream::stream(self.direct.clone(), query)
+    }
+
+    fn export_rows(&self, query: RecordQuery) -> RowSource {
+        let db = self.direct.clone();
+        RowSource::Blocking(Box::new(move |sink| {
+            record_stream::read_rows(&db, &query, sink)
+        }))
     }
 }

@@ -15,7 +15,8 @@ use super::*;
 use crate::model::{
     BodyHash, Callback, CallbackUrl, Idempotency, IdempotencyKey, JobOutcome, NewJob, RecordQuery,
 };
-use crate::store::{ClaimLimits, CreateJob, Developers, JobQueue, Outbox};
+use crate::store::{ClaimLimits, CreateJob, Developers, JobQueue, Outbox, Records};
+use futures::TryStreamExt;
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -154,6 +155,23 @@ async fn store_an_older_database_migrates_and_keeps_its_jobs() {
     .execute(&pool)
     .await
     .expect("callback");
+    // Records imported out of time order: the rewrite of 0006 keeps them all, now stored in
+    // export order.
+    for (rec, begin) in [("r3", 30), ("r1", 10), ("r2", 10)] {
+        sqlx::query(
+            "INSERT INTO records (id, developer_id, account_id, agent_id, service_no, skill_id, \
+             call_id, begin_time, end_time, op_type, op_object, op_cause, media_type, vdn_id, \
+             cc_id, agent_type, phone_no, call_in_out, location_id, logon_sn, skill_info_sn) \
+             VALUES (?, 'dev1', 'acc1', 'a1', '', '', '', ?, ?, '2', '', '', '', '', '', '', \
+             '', '', '', '', '')",
+        )
+        .bind(rec)
+        .bind(T0 / 1000 + begin)
+        .bind(T0 / 1000 + begin + 5)
+        .execute(&pool)
+        .await
+        .expect("record");
+    }
     pool.close().await;
 
     let store = SqliteStore::open_path(&path).await.expect("migrate");
@@ -207,6 +225,27 @@ async fn store_an_older_database_migrates_and_keeps_its_jobs() {
         CreateJob::Existing(expected.response_id.clone()),
         "the idempotency key survived too"
     );
+    let records: Vec<(String, Timestamp)> = store
+        .stream_records(RecordQuery {
+            developer_id: ccfs_protocol::AppId::parse("dev1").expect("app id"),
+            begin: at(T0),
+            end: at(T0 + 60_000),
+            account_id: None,
+            agent_id: None,
+        })
+        .map_ok(|r| (r.id, r.begin_time))
+        .try_collect()
+        .await
+        .expect("records");
+    assert_eq!(
+        records,
+        [("r1", 10), ("r2", 10), ("r3", 30)].map(|(id, s)| (id.to_owned(), at(T0 + s * 1000)))
+    );
+    let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'records'")
+        .fetch_one(&store.reader)
+        .await
+        .expect("schema");
+    assert!(table.contains("WITHOUT ROWID"), "{table}");
     let fk: Vec<String> = sqlx::query("PRAGMA foreign_key_check")
         .fetch_all(&store.reader)
         .await

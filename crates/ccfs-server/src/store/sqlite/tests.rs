@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::Row;
 
-use super::record_stream::record_page_sql;
+use super::record_stream::export_sql;
 use super::records::stored_versions_sql;
 use super::*;
 use crate::model::{CallbackUrl, NewJob, RecordQuery, TimeZoneName};
@@ -190,15 +190,16 @@ async fn store_version_lookup_uses_the_unique_index() {
         .collect();
     assert_eq!(plan.len(), 2, "{plan:?}");
     assert!(plan[0].starts_with("SCAN k"), "{plan:?}");
+    // The unique constraint's automatic index (its number depends on the table's other keys).
     assert!(
-        plan[1].starts_with(
-            "SEARCH r USING INDEX sqlite_autoindex_records_1 (developer_id=? AND id=?)"
-        ),
+        plan[1].starts_with("SEARCH r USING INDEX sqlite_autoindex_records_")
+            && plan[1].ends_with("(developer_id=? AND id=?)"),
         "{plan:?}"
     );
 }
 
-/// The export query walks the export index in order: no sort, whatever the filters.
+/// The export query reads the table in its key order (the export order): no sort, whatever the
+/// filters.
 #[tokio::test]
 async fn store_export_query_reads_in_index_order() {
     let (_dir, store) = fresh().await;
@@ -215,41 +216,27 @@ async fn store_export_query_reads_in_index_order() {
             account_id: account.map(Into::into),
             agent_id: agent.map(Into::into),
         };
-        for first in [true, false] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", record_page_sql(&q, first));
-            let mut explain = sqlx::query(&sql).bind("d").bind(1);
-            explain = if first {
-                explain.bind(0)
-            } else {
-                explain.bind(0).bind("x")
-            };
-            if let Some(a) = account {
-                explain = explain.bind(a);
-            }
-            if let Some(a) = agent {
-                explain = explain.bind(a);
-            }
-            let plan: Vec<String> = explain
-                .fetch_all(&store.reader)
-                .await
-                .expect("explain")
-                .iter()
-                .map(|r| r.try_get::<String, _>("detail").expect("detail"))
-                .collect();
-            let plan = plan.join("\n");
-            let range = if first {
-                "begin_time>? AND begin_time<?"
-            } else {
-                "(begin_time,id)>(?,?) AND begin_time<?"
-            };
-            assert!(
-                plan.contains(&format!(
-                    "USING INDEX records_export (developer_id=? AND {range})"
-                )),
-                "{plan}"
-            );
-            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        let sql = format!("EXPLAIN QUERY PLAN {}", export_sql(&q));
+        let mut explain = sqlx::query(&sql).bind("d").bind(0).bind(1);
+        if let Some(a) = account {
+            explain = explain.bind(a);
         }
+        if let Some(a) = agent {
+            explain = explain.bind(a);
+        }
+        let plan: Vec<String> = explain
+            .fetch_all(&store.reader)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("USING PRIMARY KEY (developer_id=? AND begin_time>? AND begin_time<?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }
 
