@@ -847,3 +847,90 @@ async fn expired_exports_are_deleted_and_answer_0300011() {
         "The file does not exist.",
     );
 }
+
+/// The parallel deflate path, read by an independent zip reader: an export of several parts,
+/// each deflated in many pieces on every core, read back by Python's zipfile (which checks every
+/// entry's CRC) and `unzip -t` where installed. The parts, concatenated in order, are exactly the
+/// rows imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_parts_deflated_in_pieces_read_back_by_an_independent_zip_reader() {
+    const N: u64 = 30_000;
+    const PER_PART: u64 = 7_000;
+    let rows_per_file = PER_PART.to_string();
+    let server = TestServer::start(&[("CCFS_ROWS_PER_FILE", rows_per_file.as_str())]);
+    let a = server.create_app(&AppSpec {
+        name: "pieces",
+        timezone: Some("UTC"),
+        ..Default::default()
+    });
+    let scratch = tempfile::tempdir().expect("temp dir");
+    server.import_records(scratch.path(), &a.app_id, N);
+    // What was imported, in export order already (times and ids both increase).
+    let imported = std::fs::read(scratch.path().join(format!("{}.csv", a.app_id))).expect("CSV");
+
+    let rx = Receiver::start().await;
+    let client = server.client(&a);
+    let id = client
+        .generate(json!({"beginTime": "2024-05-01 00:00:00", "endTime": "2024-05-02 00:00:00", "callBackURL": rx.url("/cb")}))
+        .await;
+    let st = client
+        .wait_state(&id, "succeeded", Duration::from_secs(300))
+        .await;
+    assert_eq!(st["recordCount"], N, "{st}");
+    assert_eq!(st["fileCount"], N.div_ceil(PER_PART), "{st}");
+    let name = st["agentOprInfoFileName"].as_str().unwrap().to_owned();
+    callback_for(&rx, &id).await;
+    let zip = check_download(&client.download(&name, None).await, &name);
+    // Each part spans several 128 KiB pieces, so the parallel path is what made it.
+    assert!(
+        imported.len() as u64 / N * PER_PART > 3 * 128 * 1024,
+        "parts too small to span pieces"
+    );
+    let path = scratch.path().join(&name);
+    std::fs::write(&path, &zip).expect("write the zip");
+
+    const READ: &str = r#"
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+bad = z.testzip()
+assert bad is None, "bad CRC in " + str(bad)
+names = sorted(z.namelist(), key=lambda n: int(n.rsplit("_", 1)[1].split(".")[0]))
+for n in names:
+    info = z.getinfo(n)
+    assert info.compress_type == zipfile.ZIP_DEFLATED, n
+    data = z.read(n)
+    sys.stderr.write("%s %d rows\n" % (n, data.count(b"\n")))
+    sys.stdout.buffer.write(data)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", READ, path.to_str().expect("UTF-8 path")])
+        .output()
+        .expect("python3 must be installed: it is the independent zip reader of this test");
+    let parts = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python3 zipfile: {parts}");
+    let counts: Vec<&str> = parts.lines().collect();
+    assert_eq!(counts.len() as u64, N.div_ceil(PER_PART), "{parts}");
+    for (seq, line) in counts.iter().enumerate() {
+        let want = PER_PART.min(N - seq as u64 * PER_PART);
+        assert!(line.ends_with(&format!(" {want} rows")), "{parts}");
+        assert_part_name(line.split(' ').next().unwrap_or(""), seq as u32 + 1);
+    }
+    assert!(
+        out.stdout == imported,
+        "the parts differ from the imported rows ({} vs {} bytes)",
+        out.stdout.len(),
+        imported.len()
+    );
+
+    match std::process::Command::new("unzip")
+        .args(["-t", path.to_str().expect("UTF-8 path")])
+        .output()
+    {
+        Ok(t) => assert!(
+            t.status.success(),
+            "unzip -t: {}",
+            String::from_utf8_lossy(&t.stdout)
+        ),
+        Err(e) => eprintln!("unzip not installed ({e}); Python's zipfile checked the CRCs"),
+    }
+}
