@@ -42,7 +42,8 @@ pub use downloads::{DownloadSlotId, Downloads};
 pub use jobs::{CreateJob, JobQueue};
 pub use outbox::{ClaimLimits, Outbox};
 pub use records::{
-    InsertOutcome, OnConflict, Records, RowSink, RowSource, Stop, MAX_CONFLICTS_LISTED,
+    BlockingReader, InsertOutcome, OnConflict, Records, RowSink, RowSource, Stop,
+    MAX_CONFLICTS_LISTED,
 };
 pub use replay::Replay;
 

@@ -96,10 +96,13 @@ pub trait Records: Send + Sync + 'static {
 pub enum RowSource {
     /// Records from an async stream.
     Stream(BoxStream<'static, StoreResult<Record>>),
-    /// A reader to run on a blocking thread: it passes every row to the sink, in order, and
-    /// returns when the rows end or the sink asks it to stop.
-    Blocking(Box<dyn FnOnce(&mut dyn RowSink) -> StoreResult<()> + Send>),
+    /// A reader to run on a blocking thread.
+    Blocking(BlockingReader),
 }
+
+/// A store's blocking reader of an export's rows: it passes every row to the sink, in order,
+/// and returns when the rows end or the sink asks it to stop.
+pub type BlockingReader = Box<dyn FnOnce(&mut dyn RowSink) -> StoreResult<()> + Send>;
 
 /// Takes an export's rows one at a time, as a store reads them.
 pub trait RowSink {

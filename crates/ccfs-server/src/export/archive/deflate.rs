@@ -251,14 +251,9 @@ mod tests {
             });
             let mut out = Vec::new();
             let mut crc = Hasher::new();
-            loop {
-                match results.next().expect("a result").expect("deflated") {
-                    Done::Piece(d) => {
-                        out.extend_from_slice(&d.bytes);
-                        crc.combine(&d.crc);
-                    }
-                    Done::End => break,
-                }
+            while let Done::Piece(d) = results.next().expect("a result").expect("deflated") {
+                out.extend_from_slice(&d.bytes);
+                crc.combine(&d.crc);
             }
             sender.join().expect("sender");
             (out, crc.finalize())

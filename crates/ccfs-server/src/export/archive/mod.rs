@@ -26,7 +26,7 @@ use super::ExportError;
 use crate::blobs::Stable;
 use crate::files::remove_quietly;
 use crate::store::convert::floor_second;
-use crate::store::{RowSink, RowSource, Stop, StoreResult};
+use crate::store::{BlockingReader, RowSink, RowSource, Stop, StoreResult};
 use deflate::Method;
 use encode::{Encoder, Stopped};
 
@@ -79,7 +79,7 @@ enum Feed {
 /// How the reading thread gets the rows.
 enum Reader {
     /// The store's own blocking reader.
-    Direct(Box<dyn FnOnce(&mut dyn RowSink) -> StoreResult<()> + Send>),
+    Direct(BlockingReader),
     /// Batches of records from the async side.
     Fed(mpsc::Receiver<Feed>),
 }
