@@ -19,7 +19,7 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
@@ -240,7 +240,20 @@ impl Blobs {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(result.into_stream().map_err(BlobError::from).boxed())
+        let range = result.range.clone();
+        Ok(match result.payload {
+            // The local store opened the file: it is read here in large blocks (see
+            // `local_read`) rather than by `object_store`'s 8 KiB reader.
+            GetResultPayload::File(file, _) => {
+                local_read::read_range(file, range, local_read::BLOCK)
+                    .map_err(BlobError::from)
+                    .boxed()
+            }
+            // S3 answered a ranged GET (the range, when given, was sent as its `Range`).
+            GetResultPayload::Stream(body) => {
+                coalesce::coalesce(body.map_err(BlobError::from), local_read::BLOCK).boxed()
+            }
+        })
     }
 
     /// The local store's unfinished uploads (none on S3, which cannot list them; see the module
@@ -342,7 +355,9 @@ async fn copy_hashing(
     })
 }
 
+mod coalesce;
 mod growing;
+mod local_read;
 mod s3;
 #[cfg(test)]
 mod tests;

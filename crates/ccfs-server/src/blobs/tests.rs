@@ -117,6 +117,39 @@ async fn attempts_are_separate_objects(blobs: &Blobs, scratch: &Path) {
     blobs.delete(&two).await.unwrap();
 }
 
+/// The local store reads a file in large blocks (see `local_read`), a range too, and the
+/// bytes come whole and in order.
+async fn local_reads_are_large_blocks(blobs: &Blobs, scratch: &Path) {
+    let name = name(5);
+    let src = scratch.join("blocks.bin");
+    let data: Vec<u8> = (0..(local_read::BLOCK as u32 * 3 + 1000))
+        .map(|i| (i % 239) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    blobs.put_file(&name, &src).await.unwrap();
+    for range in [None, Some(100..data.len() as u64 - 1)] {
+        let chunks: Vec<Bytes> = blobs
+            .get(&name, range.clone())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let (start, end) = range
+            .clone()
+            .map_or((0, data.len()), |r| (r.start as usize, r.end as usize));
+        let (last, full) = chunks.split_last().unwrap();
+        assert!(
+            full.iter().all(|c| c.len() == local_read::BLOCK),
+            "{range:?}"
+        );
+        assert_eq!(full.len(), (end - start) / local_read::BLOCK);
+        assert_eq!(last.len(), (end - start) % local_read::BLOCK);
+        assert_eq!(chunks.concat(), data[start..end]);
+    }
+    blobs.delete(&name).await.unwrap();
+}
+
 fn name_missing() -> FileKey {
     name(99)
 }
@@ -132,6 +165,7 @@ async fn local_directory_store() {
     put_get_range_delete(&blobs, dir.path()).await;
     unfinished_uploads_are_invisible(&blobs).await;
     attempts_are_separate_objects(&blobs, dir.path()).await;
+    local_reads_are_large_blocks(&blobs, dir.path()).await;
     let other = Blobs::open_url(&BlobUrl::Local(dir.path().join("other")), &config).unwrap();
     copy_and_digest(&blobs, &other, dir.path()).await;
 }
