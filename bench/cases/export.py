@@ -20,6 +20,7 @@ Rows: time vs (b), goal <= 0.5; vs (c), goal <= 1.0; vs (d), no goal; the zip's 
 `--big` (10M records) runs only (a), for the memory goal.
 """
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,12 @@ class Prepared:
         )
 
 
+def ops_script(sqlite3, plain: Path, query: str, zip_, out: Path) -> str:
+    """The ops script: the rows as CSV from the plain table, zipped from a pipe."""
+    q = shlex.quote
+    return f"{q(sqlite3)} -csv {q(str(plain))} {q(query)} | {q(zip_)} -q -6 {q(str(out))} -"
+
+
 def ccfs_round(p: Prepared, receiver: cb.Receiver, timeout: float):
     """One export on a fresh server: (seconds, peak RSS MiB, server CPU s, status)."""
     with p.ccfs.serve() as server:
@@ -177,7 +184,7 @@ def main():
         path.unlink()  # keeps the data directory small (a 10M-record zip is ~250 MB)
         if plain and zip_:
             ops_zip.unlink(missing_ok=True)
-            script = f"{sqlite3} -csv {plain} \"{p.ops_query()}\" | {zip_} -q -6 {ops_zip} -"
+            script = ops_script(sqlite3, plain, p.ops_query(), zip_, ops_zip)
             s, m, _ = cb.run_timed(script, shell=True)
             ops.append(s), ops_rss.append(m)
             cb.log(f"export round {r + 1}/{rounds}: ops script {s:.3f} s")

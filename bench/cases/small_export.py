@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
 import ccfsbench as cb  # noqa: E402
-from export import Prepared  # noqa: E402
+from export import Prepared, ops_script  # noqa: E402
 
 BUDGET_S = 0.050
 WARM_UP = 3
@@ -56,7 +56,7 @@ def main():
             ours.append(s)
             if plain and zip_:
                 ops_zip.unlink(missing_ok=True)
-                script = f"{sqlite3} -csv {plain} \"{p.ops_query()}\" | {zip_} -q -6 {ops_zip} -"
+                script = ops_script(sqlite3, plain, p.ops_query(), zip_, ops_zip)
                 o, m, _ = cb.run_timed(script, shell=True)
                 ops.append(o), ops_rss.append(m)
         cpu.append((server.cpu_s() - cpu0) / n)

@@ -283,7 +283,11 @@ class Server:
                 time.sleep(0.02)
         self.cert = ccfs.data_dir / "tls" / "cert.pem" if self.scheme == "https" else None
         self.host = f"127.0.0.1:{self.port}"
-        self.wait_healthy(deadline)
+        try:
+            self.wait_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
 
     def _tail(self, start: int) -> str:
         return self.log_path.read_bytes()[start:].decode(errors="replace")[-2000:]
