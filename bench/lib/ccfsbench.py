@@ -6,7 +6,8 @@ A case script imports this module as
     import ccfsbench as cb
 
 and uses: `case_args()` for the common command line; `log()` for progress on stderr; `emit()` for
-the one JSON line per comparison on stdout; `median()` and `ratio_of_rounds()` for the figures;
+the one JSON line per comparison on stdout; `interleave()` to run ccfs and its baselines in
+turns; `median()` and `ratio_of_rounds()` for the figures;
 `run_timed()` to time a command and read its peak RSS; `tool()` to find (or, with
 CCFS_BENCH_INSTALL=1, install) a baseline program; `Ccfs` to run `ccfs` commands on a data
 directory; `Server` for a `ccfs serve` process (its peak RSS from /proc VmHWM); `Client` for
@@ -108,6 +109,20 @@ def median(xs):
 def ratio_of_rounds(ours, base):
     """The median of the per-round ratios ours/base (rounds paired in the order run)."""
     return median([o / b for o, b in zip(ours, base) if o is not None and b])
+
+
+def interleave(rounds: int, subjects: dict) -> dict:
+    """Runs each subject (name -> function of the round number) once per round, in turns: a,
+    b, a, b, ... Returns name -> the list of what it returned, round by round, so that a load
+    that comes and goes falls on every subject alike."""
+    results = {name: [] for name in subjects}
+    for r in range(rounds):
+        for name, run in subjects.items():
+            value = run(r)
+            results[name].append(value)
+            shown = f"{value:.3f} s" if isinstance(value, float) else value
+            log(f"  round {r + 1}/{rounds}: {name} {shown}")
+    return results
 
 
 def bound_met(ratio, bound: float):
