@@ -14,6 +14,8 @@
 
 mod client;
 pub(crate) mod policy;
+#[cfg(test)]
+mod wakes;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -92,6 +94,9 @@ struct Dispatcher {
     owners: HashMap<tokio::task::Id, AppId>,
     /// Attempts in flight per developer.
     per_developer: HashMap<AppId, u32>,
+    /// The longest wait for `wake_callbacks` before looking in the outbox anyway ([`IDLE`]; an
+    /// hour in the tests of waking, so that a callback they see sent was woken for).
+    idle: Duration,
 }
 
 impl Dispatcher {
@@ -102,6 +107,7 @@ impl Dispatcher {
             running: JoinSet::new(),
             owners: HashMap::new(),
             per_developer: HashMap::new(),
+            idle: IDLE,
         }
     }
 
@@ -134,7 +140,7 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return,
                 Some(ended) = self.running.join_next_with_id() => self.ended(ended),
                 _ = self.state.wake_callbacks.notified() => {}
-                _ = tokio::time::sleep(wait.unwrap_or(IDLE)), if wait.is_some() => {}
+                _ = tokio::time::sleep(wait.unwrap_or(self.idle)), if wait.is_some() => {}
             }
         }
     }
@@ -189,8 +195,8 @@ impl Dispatcher {
                 .duration_until(at)
                 .try_into()
                 .unwrap_or(Duration::ZERO)
-                .min(IDLE),
-            None => IDLE,
+                .min(self.idle),
+            None => self.idle,
         };
         Ok(Some(wait))
     }

@@ -50,8 +50,8 @@ pub use archive::{build_zip, Built, ZipSettings};
 pub use unfinished::remove_unfinished_uploads;
 pub use work::WorkFiles;
 
-/// How long an idle worker sleeps before looking for a job again when nobody wakes it (jobs
-/// queued by another node do not ring this process's bell).
+/// How long an idle worker sleeps before looking for a job again when nobody wakes it: only
+/// jobs queued by another node wait for it, since those do not ring this process's bell.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Longest pause of a worker after an attempt that will be retried.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
@@ -124,6 +124,9 @@ pub struct Exports<S: ?Sized> {
     pub node_name: String,
     /// Rung when a job is queued, so an idle worker starts at once.
     pub wake: Arc<Notify>,
+    /// How long an idle worker waits for `wake` before looking in the store anyway
+    /// ([`IDLE_POLL`]; the tests make it an hour, so that a job they see run was woken for).
+    pub idle_poll: Duration,
     /// Rung when a job is published with its callback, for the callback loop.
     pub callbacks: Arc<Notify>,
     /// Where jobs are built, and which of those files this process is using.
@@ -139,6 +142,7 @@ impl Exports<dyn Store> {
             blobs: state.blobs.clone(),
             node_name: state.node_name.clone(),
             wake: state.wake_exports.clone(),
+            idle_poll: IDLE_POLL,
             callbacks: state.wake_callbacks.clone(),
             work: WorkFiles::new(state.config.work_dir()),
         }
@@ -222,10 +226,13 @@ where
                     }
                 },
                 Ok(None) => {
+                    // `notify_one` keeps a permit when no worker is waiting, so a job queued
+                    // between the claim above and this wait is not missed: it ends the wait at
+                    // once.
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(IDLE_POLL) => {}
+                        () = tokio::time::sleep(self.idle_poll) => {}
                     }
                     None
                 }

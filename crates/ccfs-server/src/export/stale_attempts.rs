@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::tests::{new_job, record, sqlite_store};
-use super::{Ended, Exports, WorkFiles};
+use super::{Ended, Exports, WorkFiles, IDLE_POLL};
 use crate::blobs::{BlobError, Blobs};
 use crate::config::Config;
 use crate::model::{FileKey, Job, JobState};
@@ -35,6 +35,7 @@ fn node(
         blobs: blobs.clone(),
         node_name: name.to_owned(),
         wake: Arc::new(Notify::new()),
+        idle_poll: IDLE_POLL,
         callbacks: Arc::new(Notify::new()),
         work: WorkFiles::new(config.work_dir()),
     }

@@ -48,6 +48,8 @@ struct Inner {
     steal_lease: bool,
     /// How many claims fail with a corrupt row before claims succeed again.
     corrupt_claims: u32,
+    /// Every `claim_job` call, a job found or not: the worker's looks in the store.
+    looks: u32,
     calls: Vec<&'static str>,
 }
 
@@ -61,6 +63,7 @@ impl FakeStore {
             mode,
             steal_lease: false,
             corrupt_claims: 0,
+            looks: 0,
             calls: Vec::new(),
         })))
     }
@@ -177,6 +180,7 @@ impl JobQueue for FakeStore {
             ));
         }
         Ok(self.with(|i| {
+            i.looks += 1;
             let (job, holder) = i
                 .jobs
                 .iter_mut()
@@ -297,6 +301,9 @@ impl<S: JobQueue + Records + ?Sized> Harness<S> {
             store,
             node_name: NODE.to_owned(),
             wake: Arc::new(Notify::new()),
+            // Never, within a test: a job a test sees run was found at the worker's first look,
+            // after a pause of its own, or because the worker was woken for it.
+            idle_poll: Duration::from_secs(3600),
             callbacks: Arc::new(Notify::new()),
         });
         Self {
@@ -395,6 +402,36 @@ async fn a_job_is_built_uploaded_and_published_with_its_callback() {
     assert!(!h.work_file(&id).exists());
     h.stop(workers).await;
     assert_eq!(store.calls(), ["claim", "finish"]);
+}
+
+/// A job queued while the worker waits idle starts when the worker is woken for it, not at its
+/// next look in the store, which is an hour away here (see `Harness::new`): the runner wakes,
+/// it does not poll. Two jobs in turn, so a wake that works only once fails too.
+#[tokio::test]
+async fn an_idle_worker_is_woken_for_a_job_queued_later() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Normal);
+    let h = Harness::new(store.clone(), |_| {});
+    let workers = h.start();
+    for (n, byte) in [3u8, 4].into_iter().enumerate() {
+        // Each job takes two looks (the empty one before it, its claim), so the worker has
+        // found nothing and is (about to be) waiting once it has looked 2n+1 times. Either
+        // way the wake counts: `notify_one` keeps a permit for a worker not yet waiting.
+        let idle_after = 2 * n as u32 + 1;
+        until("the worker looked and found nothing", || {
+            store.with(|i| i.looks) >= idle_after
+        })
+        .await;
+        let job = new_job(byte, "UTC", None);
+        let id = job.response_id.clone();
+        store.add(job, 0);
+        h.exports.wake.notify_one();
+        until("the job queued later succeeded", || {
+            store.job(&id).state == JobState::Succeeded
+        })
+        .await;
+    }
+    h.stop(workers).await;
+    assert_eq!(store.calls(), ["claim", "finish", "claim", "finish"]);
 }
 
 #[tokio::test]
