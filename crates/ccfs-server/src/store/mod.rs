@@ -55,6 +55,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An error of the SQLite store's direct connection (see `sqlite::record_db`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Stored data that cannot be read back as its type (a bad time, an unknown state, a time

@@ -1,6 +1,7 @@
 //! The SQLite implementation of [`Store`]: the embedded default, one database file in the data
-//! directory, with one writing connection and a pool of reading ones (see [`SqliteStore`]). One
-//! file per part of the store: [`developers`], [`records`] (with [`record_stream`] for exports),
+//! directory, with one writing connection, a pool of reading ones and the records' own direct
+//! connection (see [`SqliteStore`]). One file per part of the store: [`developers`], [`records`]
+//! (with [`record_db`] for imports and [`record_stream`] for exports),
 //! [`jobs`], [`outbox`], [`replay`], [`downloads`]; this one holds the connections, the
 //! conversions they share and the one mapping of the state enums to SQL.
 //!
@@ -27,6 +28,7 @@ mod developers;
 mod downloads;
 mod jobs;
 mod outbox;
+mod record_db;
 mod record_stream;
 mod records;
 mod replay;
@@ -66,33 +68,36 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write waits for the writing connection (behind other writes, such as imports).
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Page cache of the writing connection, in KiB (SQLite's negative `cache_size`). When record
-/// ids are random, an import touches pages all over the `(developer_id, id)` index; keeping
-/// that index in memory saves a read for most of them.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of the writing connection, in KiB (SQLite's negative `cache_size`). Records are
+/// written by [`record_db`], with a cache of its own; the tables written here are small.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Page cache of each reading connection, in KiB. Exports read the records in index order, so
 /// a small cache suffices.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 
-/// The SQLite store. Cheap to clone: it is a handle to its two connection pools.
+/// The SQLite store. Cheap to clone: it is a handle to its connections.
 ///
-/// All writes go through one connection: SQLite admits one writer at a time anyway, so queueing
-/// writers in the process (fairly, without the busy handler's sleeps) costs nothing, and the
-/// writer's page cache stays valid between transactions because no other connection of the
-/// process changes the file. Reads go through a pool of `query_only` connections.
+/// All writes but the records' go through one connection: SQLite admits one writer at a time
+/// anyway, so queueing writers in the process (fairly, without the busy handler's sleeps)
+/// costs nothing. Records are written (and checked) through [`record_db`]'s direct connection,
+/// which meets this one on SQLite's lock like another process would. Reads go through a pool
+/// of `query_only` connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    records: record_db::RecordDb,
 }
 
 impl SqliteStore {
     /// Opens (creating the file and its directory when missing) and migrates the database at
-    /// `url`: `sqlite:///abs/path.db`, `sqlite://relative/path.db` or `sqlite::memory:`.
-    /// The server opens by path ([`SqliteStore::open_path`]); tests open by URL.
+    /// `url`: `sqlite:///abs/path.db` or `sqlite://relative/path.db`; not `sqlite::memory:`,
+    /// which the records' own connection could not share. The server opens by path
+    /// ([`SqliteStore::open_path`]); tests open by URL.
     #[cfg(test)]
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        assert!(!url.contains(":memory:"), "in-memory SQLite is not supported");
         Self::open_with(<SqliteConnectOptions as std::str::FromStr>::from_str(url)?).await
     }
 
@@ -130,6 +135,7 @@ impl SqliteStore {
             )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let records = record_db::RecordDb::open(options.get_filename())?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(
@@ -138,7 +144,11 @@ impl SqliteStore {
                     .pragma("query_only", "ON"),
             )
             .await?;
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            records,
+        })
     }
 
     /// The reading connections, for a transfer of the whole store ([`crate::store::transfer`]).
