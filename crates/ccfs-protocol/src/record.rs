@@ -359,13 +359,21 @@ impl RawRecord {
         let mut fields: [String; 21] = Default::default();
         for (i, c) in COLUMNS.iter().enumerate() {
             fields[i] = match obj.get(c.name) {
-                None | Some(Value::Null) if c.required => {
-                    return Err(FieldError::new(c.name, ResultCode::Null))
-                }
-                None | Some(Value::Null) => String::new(),
                 Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(_) => return Err(FieldError::new(c.name, ResultCode::BadFormat)),
+                other => json_field(c, other)?,
+            };
+        }
+        Ok(Self(fields))
+    }
+
+    /// As [`RawRecord::from_json`], taking the object: its strings move into the record
+    /// instead of being copied (an import batch has 210,000 of them).
+    pub fn from_json_object(mut obj: Map<String, Value>) -> Result<Self, FieldError> {
+        let mut fields: [String; 21] = Default::default();
+        for (i, c) in COLUMNS.iter().enumerate() {
+            fields[i] = match obj.remove(c.name) {
+                Some(Value::String(s)) => s,
+                other => json_field(c, other.as_ref())?,
             };
         }
         Ok(Self(fields))
@@ -375,7 +383,7 @@ impl RawRecord {
     /// [`RawRecord::from_json`] reads it. A repeated key is not JSON here (see [`crate::json`]).
     pub fn from_json_line(text: &str) -> Result<Self, LineError> {
         match crate::json::from_str(text) {
-            Ok(Value::Object(obj)) => Self::from_json(&obj).map_err(LineError::Field),
+            Ok(Value::Object(obj)) => Self::from_json_object(obj).map_err(LineError::Field),
             Ok(_) => Err(LineError::NotAnObject),
             Err(e) => Err(LineError::Json(e.to_string())),
         }
@@ -443,6 +451,17 @@ impl RawRecord {
             return Err(FieldError::new("end_time", ResultCode::BadFormat));
         }
         Ok((begin, end))
+    }
+}
+
+/// A column's value from JSON when it is not a string: see [`RawRecord::from_json`].
+fn json_field(c: &Column, value: Option<&Value>) -> Result<String, FieldError> {
+    match value {
+        None | Some(Value::Null) if c.required => Err(FieldError::new(c.name, ResultCode::Null)),
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(FieldError::new(c.name, ResultCode::BadFormat)),
     }
 }
 
@@ -524,7 +543,11 @@ mod tests {
         let mut w = csv_writer(Vec::new());
         want.write_csv(&mut w, &tz).unwrap();
         let bytes = w.into_inner().unwrap();
-        let row = csv_reader(bytes.as_slice()).records().next().unwrap().unwrap();
+        let row = csv_reader(bytes.as_slice())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap();
         let mut reused = RawRecord(std::array::from_fn(|i| "x".repeat(i * 3)));
         reused.read_csv(&row).unwrap();
         assert_eq!(reused, RawRecord::from_csv(&row).unwrap());
@@ -628,5 +651,11 @@ mod tests {
         let r = RawRecord::from_json(&obj).unwrap();
         assert_eq!(r.0[9], "4");
         assert_eq!(r.0[5], "");
+        assert_eq!(RawRecord::from_json_object(obj.clone()), Ok(r));
+        obj.remove("id");
+        assert_eq!(
+            RawRecord::from_json_object(obj),
+            Err(FieldError::new("id", ResultCode::Null))
+        );
     }
 }

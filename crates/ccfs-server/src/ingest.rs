@@ -57,7 +57,11 @@ impl Ingest {
 
     /// As [`Ingest::check`], into `out`, reusing its strings' memory (see
     /// [`RawRecord::validate_into`]).
-    pub async fn check_into(&mut self, raw: &RawRecord, out: &mut Record) -> Result<(), IngestError> {
+    pub async fn check_into(
+        &mut self,
+        raw: &RawRecord,
+        out: &mut Record,
+    ) -> Result<(), IngestError> {
         let tz = self.zone_of(raw).await?;
         raw.validate_into(&tz, out).map_err(IngestError::Field)
     }

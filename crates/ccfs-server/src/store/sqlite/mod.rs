@@ -97,7 +97,10 @@ impl SqliteStore {
     /// ([`SqliteStore::open_path`]); tests open by URL.
     #[cfg(test)]
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        assert!(!url.contains(":memory:"), "in-memory SQLite is not supported");
+        assert!(
+            !url.contains(":memory:"),
+            "in-memory SQLite is not supported"
+        );
         Self::open_with(<SqliteConnectOptions as std::str::FromStr>::from_str(url)?).await
     }
 

@@ -184,7 +184,10 @@ fn insert_sql() -> String {
     format!(
         "INSERT OR IGNORE INTO records ({}, begin_time, end_time) VALUES ({})",
         RECORD_TEXT_COLUMNS.join(", "),
-        (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        (1..=n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -234,7 +237,9 @@ fn compare_stored(
 ) -> rusqlite::Result<Option<bool>> {
     let (developer, id) = batch.key(i);
     let mut rows = stmt.query([developer, id])?;
-    rows.next()?.map(|row| row_equals(row, batch, i)).transpose()
+    rows.next()?
+        .map(|row| row_equals(row, batch, i))
+        .transpose()
 }
 
 /// The outcome of a failed (`Fail`) batch: the conflicts only.

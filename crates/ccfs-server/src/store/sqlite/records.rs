@@ -23,9 +23,7 @@ impl Records for SqliteStore {
         if records.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        self.records
-            .insert(Batch::of(records), on_conflict)
-            .await
+        self.records.insert(Batch::of(records), on_conflict).await
     }
 
     async fn check_records(

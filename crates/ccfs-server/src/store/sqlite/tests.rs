@@ -11,8 +11,8 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 use sqlx::Row;
 
-use super::record_stream::record_page_sql;
 use super::record_db::stored_sql;
+use super::record_stream::record_page_sql;
 use super::*;
 use crate::model::{CallbackUrl, NewJob, RecordQuery, TimeZoneName};
 use crate::store::conformance;

@@ -28,8 +28,8 @@ use anyhow::{anyhow, Context};
 use ccfs_protocol::messages::OnConflict;
 use ccfs_protocol::record::RawRecord;
 use ccfs_protocol::Record;
-use jiff::Timestamp;
 use ccfs_server::{Config, Core, Ingest, IngestError, InsertOutcome, Store};
+use jiff::Timestamp;
 use serde::Serialize;
 
 use self::rows::Rows;
@@ -210,8 +210,7 @@ impl FileImport<'_> {
         let Some(row) = rows.next_row(raw) else {
             return Ok(None);
         };
-        let line =
-            row.map_err(|e| anyhow!("{}:{}: {}", self.path.display(), e.line, e.message))?;
+        let line = row.map_err(|e| anyhow!("{}:{}: {}", self.path.display(), e.line, e.message))?;
         if let Some(app) = self.app {
             raw.0[1].clear();
             raw.0[1].push_str(app);
@@ -308,22 +307,23 @@ impl FileImport<'_> {
                 continue;
             }
             // A later version is not asked about again: the store would count it against the
-            // first version of the same batch. Only the first one found is confirmed (it is the
-            // one the message names); a collision of key hashes in the others could only make
-            // the count of a failing file's conflicts one too high.
-            let mut confirm = None;
+            // first version of the same batch. Until one is confirmed (it is the one the
+            // message names), each is confirmed by reading the file again; after that, a
+            // collision of key hashes could only make the count of a failing file's conflicts
+            // one too high.
+            let mut differs = Vec::new();
             checking.retain(|line, record| match seen.note(record) {
-                Seen::Differs if conflicts.in_file.is_some() || confirm.is_some() => {
-                    conflicts.count += 1;
-                    false
-                }
                 Seen::Differs => {
-                    confirm = Some((line, record.clone()));
+                    differs.push((line, record.clone()));
                     false
                 }
                 Seen::Same | Seen::New => true,
             });
-            if let Some((line, record)) = confirm {
+            for (line, record) in differs {
+                if conflicts.in_file.is_some() {
+                    conflicts.count += 1;
+                    continue;
+                }
                 match self.first_line_of(&record, line, ingest).await? {
                     Some(first_line) => {
                         conflicts.count += 1;
