@@ -15,7 +15,6 @@ use super::record_db::stored_sql;
 use super::record_stream::record_page_sql;
 use super::*;
 use crate::model::{CallbackUrl, NewJob, RecordQuery, TimeZoneName};
-use crate::store::conformance;
 use crate::store::convert::RECORD_TEXT_COLUMNS;
 use crate::store::{CreateJob, Developers, JobQueue, OnConflict, Records, StoreResult};
 
