@@ -112,7 +112,7 @@ def make_rows(ccfs, work, quick):
         log("making %s (%d agents x %d days)" % (path, agents, days))
         env = dict(os.environ, CCFS_DATA_DIR=os.path.join(work, "sim-data"))
         run_rss([ccfs, "simulate", "--app", APP, "--timezone", TIMEZONE, "--agents",
-                 str(agents), "--days", str(days), "--start", "2024-01-01", "--out",
+                 str(agents), "--days", str(days), "--start", "2024-01-01", "--format", "csv", "--out",
                  path + ".tmp"], env=env)
         os.replace(path + ".tmp", path)
     return path
