@@ -148,10 +148,11 @@ pub struct ImportRequest {
 /// `records[3].agent_id`. `records` is checked first (null, not an array, empty, too many),
 /// then `onConflict` (empty `0300002`, not one of `fail`, `skip`, `replace` `0300004`), then
 /// each record.
-pub fn parse_import(body: &Map<String, Value>) -> Result<ImportRequest, ApiError> {
+pub fn parse_import(mut body: Map<String, Value>) -> Result<ImportRequest, ApiError> {
     const NAME: &str = "records";
     const ON_CONFLICT: &str = "onConflict";
-    let list = match body.get(NAME) {
+    // Taken out of the body, so that each record's strings move into it instead of being copied.
+    let list = match body.remove(NAME) {
         None | Some(Value::Null) => return Err(ApiError::new(ResultCode::Null, NAME)),
         Some(Value::Array(list)) => list,
         Some(_) => return Err(ApiError::new(ResultCode::BadFormat, NAME)),
@@ -163,20 +164,21 @@ pub fn parse_import(body: &Map<String, Value>) -> Result<ImportRequest, ApiError
         return Err(ApiError::new(ResultCode::TooLong, NAME));
     }
     // Longer than any valid value is a bad format, not "too long": the set of values is fixed.
-    let on_conflict = match check(body, &[FieldSpec::optional(ON_CONFLICT, usize::MAX)])?[0] {
+    let on_conflict = match check(&body, &[FieldSpec::optional(ON_CONFLICT, usize::MAX)])?[0] {
         None => OnConflict::default(),
         Some(s) => {
             OnConflict::parse(s).ok_or_else(|| ApiError::new(ResultCode::BadFormat, ON_CONFLICT))?
         }
     };
     let records = list
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            let obj = v
-                .as_object()
-                .ok_or_else(|| ApiError::new(ResultCode::BadFormat, &format!("records[{i}]")))?;
-            RawRecord::from_json(obj).map_err(|e| record_error(i, &e))
+        .map(|(i, v)| match v {
+            Value::Object(obj) => RawRecord::from_json_object(obj).map_err(|e| record_error(i, &e)),
+            _ => Err(ApiError::new(
+                ResultCode::BadFormat,
+                &format!("records[{i}]"),
+            )),
         })
         .collect::<Result<_, _>>()?;
     Ok(ImportRequest {
@@ -413,7 +415,8 @@ mod tests {
 
     #[test]
     fn import_bodies() {
-        let i = |v: Value| parse_import(v.as_object().unwrap()).map_err(|e| (e.code, e.desc));
+        let i =
+            |v: Value| parse_import(v.as_object().unwrap().clone()).map_err(|e| (e.code, e.desc));
         assert_eq!(i(json!({})).unwrap_err().0, ResultCode::Null);
         assert_eq!(
             i(json!({"records":{}})).unwrap_err().0,
@@ -436,7 +439,7 @@ mod tests {
             if !extra.is_null() {
                 body["onConflict"] = extra;
             }
-            parse_import(body.as_object().unwrap()).map(|r| r.on_conflict)
+            parse_import(body.as_object().unwrap().clone()).map(|r| r.on_conflict)
         };
         assert_eq!(i(Value::Null), Ok(OnConflict::Fail));
         assert_eq!(
@@ -444,6 +447,7 @@ mod tests {
                 json!({"records":[rec.clone()],"onConflict":null})
                     .as_object()
                     .unwrap()
+                    .clone()
             )
             .map(|r| r.on_conflict),
             Ok(OnConflict::Fail)
@@ -463,7 +467,12 @@ mod tests {
             );
         }
         // The records come first.
-        let e = parse_import(json!({"records":[],"onConflict":"x"}).as_object().unwrap());
+        let e = parse_import(
+            json!({"records":[],"onConflict":"x"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         assert_eq!(e.unwrap_err().code, ResultCode::Empty);
         assert_eq!(
             serde_json::to_value(ImportBody {

@@ -150,13 +150,17 @@ mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
 
-    async fn slots(lease_secs: i64) -> DownloadSlots {
-        let store = SqliteStore::open("sqlite::memory:").await.expect("store");
-        DownloadSlots::new(
+    /// Slots on a fresh store; the directory lives as long as the slots are used.
+    async fn slots(lease_secs: i64) -> (tempfile::TempDir, DownloadSlots) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/ccfs.db", dir.path().display());
+        let store = SqliteStore::open(&url).await.expect("store");
+        let slots = DownloadSlots::new(
             Arc::new(store),
             "node-a".into(),
             SignedDuration::from_secs(lease_secs),
-        )
+        );
+        (dir, slots)
     }
 
     /// Waits (up to 10 s, polling) until `dev` can take a slot under `max`.
@@ -172,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_counted_and_freed_on_drop() {
-        let slots = slots(60).await;
+        let (_dir, slots) = slots(60).await;
         let a = slots.acquire("d", 2).await.expect("a").expect("room");
         let _b = slots.acquire("d", 2).await.expect("b").expect("room");
         assert!(slots.acquire("d", 2).await.expect("c").is_none());
@@ -184,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn release_all_frees_the_nodes_slots() {
-        let slots = slots(60).await;
+        let (_dir, slots) = slots(60).await;
         let held = slots.acquire("d", 1).await.expect("a").expect("room");
         slots.release_all().await;
         let _again = slots.acquire("d", 1).await.expect("b").expect("freed");
@@ -195,7 +199,7 @@ mod tests {
     /// The renewal loop keeps a slot held past its first lease; without it the slot ends.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn renewal_keeps_slots_past_their_lease() {
-        let slots = slots(1).await;
+        let (_dir, slots) = slots(1).await;
         let stop = CancellationToken::new();
         let renewal = spawn_renewal(slots.clone(), stop.clone());
         let _held = slots.acquire("d", 1).await.expect("a").expect("room");

@@ -36,6 +36,7 @@ impl Ingest {
     }
 
     async fn zone(&mut self, developer_id: &str) -> Result<Option<TimeZone>, StoreError> {
+        // A hit allocates nothing: this runs for every record.
         if let Some(z) = self.zones.get(developer_id) {
             return Ok(z.clone());
         }
@@ -50,15 +51,33 @@ impl Ingest {
 
     /// Validates one record.
     pub async fn check(&mut self, raw: RawRecord) -> Result<Record, IngestError> {
-        let developer = raw.developer_id().to_owned();
-        // Shape errors first, so an empty developer_id is reported as empty, not as unknown.
-        if developer.is_empty() || ccfs_protocol::AppId::parse(&developer).is_none() {
-            return raw.validate(&TimeZone::UTC).map_err(IngestError::Field);
-        }
-        let Some(tz) = self.zone(&developer).await? else {
-            return Err(IngestError::UnknownDeveloper(developer));
-        };
+        let tz = self.zone_of(&raw).await?;
         raw.validate(&tz).map_err(IngestError::Field)
+    }
+
+    /// As [`Ingest::check`], into `out`, reusing its strings' memory (see
+    /// [`RawRecord::validate_into`]).
+    pub async fn check_into(
+        &mut self,
+        raw: &RawRecord,
+        out: &mut Record,
+    ) -> Result<(), IngestError> {
+        let tz = self.zone_of(raw).await?;
+        raw.validate_into(&tz, out).map_err(IngestError::Field)
+    }
+
+    /// The time zone `raw`'s local times are read in: its developer's.
+    async fn zone_of(&mut self, raw: &RawRecord) -> Result<TimeZone, IngestError> {
+        let developer = raw.developer_id();
+        // Shape errors first, so an empty developer_id is reported as empty, not as unknown:
+        // validation in any zone finds them.
+        if developer.is_empty() || ccfs_protocol::AppId::parse(developer).is_none() {
+            return Ok(TimeZone::UTC);
+        }
+        match self.zone(developer).await? {
+            Some(tz) => Ok(tz),
+            None => Err(IngestError::UnknownDeveloper(developer.to_owned())),
+        }
     }
 
     /// Stores checked records in one transaction (see `Store::insert_records`).

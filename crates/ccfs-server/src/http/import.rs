@@ -35,7 +35,7 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
     let ImportRequest {
         records: raws,
         on_conflict,
-    } = parse_import(&open_body(signed)?)?;
+    } = parse_import(open_body(signed)?)?;
     let mut ingest = Ingest::new(state.store.clone());
     let mut records = Vec::with_capacity(raws.len());
     for (i, raw) in raws.into_iter().enumerate() {

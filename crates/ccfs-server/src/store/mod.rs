@@ -58,7 +58,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// An error of the direct SQLite connection the export reads through.
+    /// An error of the SQLite store's direct connections: the records' writer (see
+    /// `sqlite::record_db`) and the exports' readers (`sqlite::record_stream`).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]

@@ -1,6 +1,7 @@
 //! The SQLite implementation of [`Store`]: the embedded default, one database file in the data
-//! directory, with one writing connection and a pool of reading ones (see [`SqliteStore`]). One
-//! file per part of the store: [`developers`], [`records`] (with [`record_stream`] for exports),
+//! directory, with one writing connection, a pool of reading ones and the records' own direct
+//! connection (see [`SqliteStore`]). One file per part of the store: [`developers`], [`records`]
+//! (with [`record_db`] for imports and [`record_stream`] for exports),
 //! [`jobs`], [`outbox`], [`replay`], [`downloads`]; this one holds the connections, the
 //! conversions they share and the one mapping of the state enums to SQL.
 //!
@@ -27,10 +28,10 @@ mod developers;
 mod downloads;
 mod jobs;
 mod outbox;
+mod record_db;
 mod record_stream;
 mod records;
 mod replay;
-mod row;
 
 #[cfg(test)]
 mod schema_tests;
@@ -66,59 +67,51 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write waits for the writing connection (behind other writes, such as imports).
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Page cache of the writing connection, in KiB (SQLite's negative `cache_size`). When record
-/// ids are random, an import touches pages all over the `(developer_id, id)` index; keeping
-/// that index in memory saves a read for most of them.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of the writing connection, in KiB (SQLite's negative `cache_size`). Records are
+/// written by [`record_db`], with a cache of its own; the tables written here are small.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Page cache of each reading connection, in KiB. Exports read the records in index order, so
 /// a small cache suffices.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 
-/// The SQLite store. Cheap to clone: it is a handle to its two connection pools.
+/// The SQLite store. Cheap to clone: it is a handle to its connections.
 ///
-/// All writes go through one connection: SQLite admits one writer at a time anyway, so queueing
-/// writers in the process (fairly, without the busy handler's sleeps) costs nothing, and the
-/// writer's page cache stays valid between transactions because no other connection of the
-/// process changes the file. Reads go through a pool of `query_only` connections.
+/// All writes but the records' go through one connection: SQLite admits one writer at a time
+/// anyway, so queueing writers in the process (fairly, without the busy handler's sleeps)
+/// costs nothing. Records are written (and checked) through [`record_db`]'s direct connection,
+/// which meets this one on SQLite's lock like another process would. Reads go through a pool
+/// of `query_only` connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    records: record_db::RecordDb,
     /// Where exports open their own connection (see [`record_stream`]).
     direct: record_stream::Direct,
 }
 
 impl SqliteStore {
     /// Opens (creating the file and its directory when missing) and migrates the database at
-    /// `url`: `sqlite:///abs/path.db`, `sqlite://relative/path.db` or `sqlite::memory:`.
-    /// The server opens by path ([`SqliteStore::open_path`]); tests open by URL.
+    /// `url`: `sqlite:///abs/path.db` or `sqlite://relative/path.db`; not `sqlite::memory:`,
+    /// which the records' own connection could not share. The server opens by path
+    /// ([`SqliteStore::open_path`]); tests open by URL.
     #[cfg(test)]
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        let options = <SqliteConnectOptions as std::str::FromStr>::from_str(url)?;
-        let name = options.get_filename().to_owned();
-        let direct = if url.contains(":memory:") || url.contains("mode=memory") {
-            record_stream::Direct::Memory(name.to_string_lossy().into_owned())
-        } else {
-            record_stream::Direct::File(name)
-        };
-        Self::open_with(options, direct).await
+        assert!(
+            !url.contains(":memory:"),
+            "in-memory SQLite is not supported"
+        );
+        Self::open_with(<SqliteConnectOptions as std::str::FromStr>::from_str(url)?).await
     }
 
     /// Opens (creating the file and its directory when missing) and migrates the database file
     /// at `path` (taken as it is: no URL decoding).
     pub async fn open_path(path: &std::path::Path) -> StoreResult<SqliteStore> {
-        Self::open_with(
-            SqliteConnectOptions::new().filename(path),
-            record_stream::Direct::File(path.to_owned()),
-        )
-        .await
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
     }
 
-    async fn open_with(
-        options: SqliteConnectOptions,
-        direct: record_stream::Direct,
-    ) -> StoreResult<SqliteStore> {
+    async fn open_with(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -146,6 +139,8 @@ impl SqliteStore {
             )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let records = record_db::RecordDb::open(options.get_filename())?;
+        let direct = record_stream::Direct::new(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(
@@ -157,6 +152,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             reader,
             writer,
+            records,
             direct,
         })
     }

@@ -31,32 +31,20 @@ const BATCH: usize = 1000;
 /// few thousand records in memory whatever the export size.
 const CHANNEL_BATCHES: usize = 4;
 
-/// Where the direct connections open the database.
+/// Where the exports' direct connections open the database: its file.
 #[derive(Debug, Clone)]
-pub(super) enum Direct {
-    /// The database file.
-    File(PathBuf),
-    /// A shared-cache in-memory database (tests): its `file:` URI name, which the same SQLite
-    /// library in this process resolves to the database the sqlx pools use.
-    #[cfg(test)]
-    Memory(String),
-}
+pub(super) struct Direct(PathBuf);
 
 impl Direct {
-    /// A read-only connection, used by one thread at a time (so SQLite's own mutex is off).
+    pub(super) fn new(path: &std::path::Path) -> Self {
+        Self(path.to_owned())
+    }
+
+    /// A read-only connection, used by one thread at a time (so SQLite's own mutex is off). No
+    /// SQLITE_OPEN_URI: the path is taken as it is, as sqlx takes it.
     fn open_reader(&self) -> StoreResult<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = match self {
-            Direct::File(path) => Connection::open_with_flags(path, flags)?,
-            #[cfg(test)]
-            Direct::Memory(name) => Connection::open_with_flags(
-                name,
-                flags
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_MEMORY
-                    | OpenFlags::SQLITE_OPEN_SHARED_CACHE,
-            )?,
-        };
+        let conn = Connection::open_with_flags(&self.0, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(conn)

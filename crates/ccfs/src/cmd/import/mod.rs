@@ -3,9 +3,12 @@
 //! Each file is atomic in effect: a first streaming pass validates every row (through
 //! `ccfs_server::Ingest`, so a developer must exist and local times are read in its
 //! time zone) and stops at the first bad one, before anything of the file is stored; a second
-//! pass reads the file again and stores it in batches. Memory stays bounded by one batch,
-//! whatever the file size. Records already stored (same developer and id) with the same
-//! content are skipped.
+//! pass reads the file again and stores it in batches. Memory stays bounded by two batches
+//! (and, with `--on-conflict fail`, 16 bytes per record: see [`seen`]), whatever the file
+//! size. Records already stored (same developer and id) with the same content are skipped.
+//!
+//! Both passes overlap reading with the store: while the store checks or stores one batch (on
+//! its own thread), the next one is read and validated here, so the two use both cores.
 //!
 //! A record whose id is stored with different content is a conflict, handled as
 //! `--on-conflict` says. With `fail` (the default) the first pass also asks the store, batch by
@@ -19,20 +22,20 @@ mod seen;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use ccfs_protocol::messages::OnConflict;
+use ccfs_protocol::record::RawRecord;
 use ccfs_protocol::Record;
-use ccfs_server::{Config, Core, Ingest, IngestError, InsertOutcome};
+use ccfs_server::{Config, Core, Ingest, IngestError, InsertOutcome, Store};
+use jiff::Timestamp;
 use serde::Serialize;
 
 use self::rows::Rows;
 use self::seen::{Seen, SeenIds};
 use crate::cli::{Format, ImportArgs};
 use crate::progress;
-
-/// How often (in rows) the progress bar is updated.
-const TICK: u64 = 1024;
 
 pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let plan = args
@@ -49,6 +52,7 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let batch = usize::try_from(args.batch).unwrap_or(5000).max(1);
     for (path, format) in &plan {
         let file = FileImport {
+            store: &core.store,
             path,
             format: *format,
             app: app.as_deref(),
@@ -62,26 +66,55 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records with the lines they start on, stored or checked together.
+/// Records with the lines they start on, stored or checked together. Its records are
+/// overwritten by the next batch read into it, so that reading a file allocates (almost)
+/// nothing per row: `slots` keeps every record ever read, of which the first `lines.len()` are
+/// the batch.
 #[derive(Default)]
 struct Batch {
-    records: Vec<Record>,
+    slots: Vec<Record>,
     lines: Vec<u64>,
 }
 
 impl Batch {
-    fn push(&mut self, line: u64, record: Record) {
-        self.records.push(record);
-        self.lines.push(line);
+    fn records(&self) -> &[Record] {
+        &self.slots[..self.lines.len()]
     }
 
     fn len(&self) -> usize {
-        self.records.len()
+        self.lines.len()
     }
 
     fn clear(&mut self) {
-        self.records.clear();
         self.lines.clear();
+    }
+
+    /// The record to read the next one into; [`Batch::keep`] makes it part of the batch.
+    fn next_slot(&mut self) -> &mut Record {
+        let n = self.lines.len();
+        if n == self.slots.len() {
+            let blank = Timestamp::UNIX_EPOCH;
+            self.slots
+                .push(Record::from_texts(Default::default(), blank, blank));
+        }
+        &mut self.slots[n]
+    }
+
+    fn keep(&mut self, line: u64) {
+        self.lines.push(line);
+    }
+
+    /// Keeps only the records `keep` says yes to, in order.
+    fn retain(&mut self, mut keep: impl FnMut(u64, &Record) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.lines.len() {
+            if keep(self.lines[i], &self.slots[i]) {
+                self.slots.swap(kept, i);
+                self.lines[kept] = self.lines[i];
+                kept += 1;
+            }
+        }
+        self.lines.truncate(kept);
     }
 
     /// The conflicts of `outcome` (an outcome of this batch) as `(line, id)`.
@@ -150,6 +183,7 @@ impl Conflicts {
 
 /// One file being imported.
 struct FileImport<'a> {
+    store: &'a Arc<dyn Store>,
     path: &'a Path,
     format: Format,
     /// `--app`: every record is assigned to this developer.
@@ -170,22 +204,64 @@ impl FileImport<'_> {
         &self,
         rows: &mut Rows,
         ingest: &mut Ingest,
-    ) -> anyhow::Result<Option<(u64, Record)>> {
-        let Some(row) = rows.next_row() else {
+        raw: &mut RawRecord,
+        out: &mut Record,
+    ) -> anyhow::Result<Option<u64>> {
+        let Some(row) = rows.next_row(raw) else {
             return Ok(None);
         };
-        let (line, mut raw) =
-            row.map_err(|e| anyhow!("{}:{}: {}", self.path.display(), e.line, e.message))?;
+        let line = row.map_err(|e| anyhow!("{}:{}: {}", self.path.display(), e.line, e.message))?;
         if let Some(app) = self.app {
-            raw.0[1] = app.to_owned();
+            raw.0[1].clear();
+            raw.0[1].push_str(app);
         }
-        match ingest.check(raw).await {
-            Ok(record) => Ok(Some((line, record))),
+        match ingest.check_into(raw, out).await {
+            Ok(()) => Ok(Some(line)),
             Err(IngestError::Store(e)) => {
                 Err(anyhow::Error::new(e).context("cannot read the developers"))
             }
             Err(e) => Err(anyhow!("{}:{}: {}", self.path.display(), line, e)),
         }
+    }
+
+    /// Reads the next valid records into `batch`, up to a batch; none at the end of the file.
+    async fn read_batch(
+        &self,
+        rows: &mut Rows,
+        ingest: &mut Ingest,
+        raw: &mut RawRecord,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        batch.clear();
+        while batch.len() < self.batch {
+            let Some(line) = self.next(rows, ingest, raw, batch.next_slot()).await? else {
+                break;
+            };
+            batch.keep(line);
+        }
+        Ok(())
+    }
+
+    /// The line where `record`'s id first appears in the file, if before `line`: confirms that
+    /// [`Seen::Differs`] is a second version and not a collision of key hashes.
+    async fn first_line_of(
+        &self,
+        record: &Record,
+        line: u64,
+        ingest: &mut Ingest,
+    ) -> anyhow::Result<Option<u64>> {
+        let mut rows = self.open()?;
+        let mut raw = RawRecord::default();
+        let mut r = record.clone();
+        while let Some(at) = self.next(&mut rows, ingest, &mut raw, &mut r).await? {
+            if at >= line {
+                break;
+            }
+            if r.id == record.id && r.developer_id == record.developer_id {
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
     }
 
     /// The first pass: checks every row, and with `--on-conflict fail` asks the store whether
@@ -194,42 +270,72 @@ impl FileImport<'_> {
         let mut rows = self.open()?;
         let bar = progress::rows(format!("validating {}", self.path.display()));
         let check = self.on_conflict == OnConflict::Fail;
-        let mut pending = Batch::default();
         let mut conflicts = Conflicts::default();
         let mut seen = SeenIds::default();
         let mut n = 0u64;
+        let mut raw = RawRecord::default();
+        // The batch the store checks while the next one is read.
+        let mut checking = Batch::default();
+        let mut read = Batch::default();
         loop {
-            let next = self.next(&mut rows, ingest).await?;
-            let done = next.is_none();
-            if let Some((line, record)) = next {
-                n += 1;
-                if n % TICK == 0 {
-                    bar.set_position(n);
+            let (checked, done) = tokio::join!(
+                async {
+                    match checking.len() {
+                        0 => None,
+                        _ => Some(
+                            self.store
+                                .check_records(checking.records(), self.on_conflict)
+                                .await,
+                        ),
+                    }
+                },
+                self.read_batch(&mut rows, ingest, &mut raw, &mut read)
+            );
+            if let Some(outcome) = checked {
+                let outcome = outcome.context("cannot read the stored records")?;
+                conflicts.add(outcome.conflicts, checking.conflicts(&outcome));
+            }
+            done?;
+            if read.len() == 0 {
+                break;
+            }
+            n += read.len() as u64;
+            bar.set_position(n);
+            std::mem::swap(&mut checking, &mut read);
+            if !check {
+                checking.clear();
+                continue;
+            }
+            // A later version is not asked about again: the store would count it against the
+            // first version of the same batch. Until one is confirmed (it is the one the
+            // message names), each is confirmed by reading the file again; after that, a
+            // collision of key hashes could only make the count of a failing file's conflicts
+            // one too high.
+            let mut differs = Vec::new();
+            checking.retain(|line, record| match seen.note(record) {
+                Seen::Differs => {
+                    differs.push((line, record.clone()));
+                    false
                 }
-                if check {
-                    match seen.note(&record, line) {
-                        // A later version is not asked about again: the store would count it
-                        // against the first version of the same batch.
-                        Seen::Differs { first_line } => {
-                            conflicts.count += 1;
-                            conflicts
-                                .in_file
-                                .get_or_insert((line, record.id.clone(), first_line));
-                        }
-                        Seen::Same | Seen::New => pending.push(line, record),
+                Seen::Same | Seen::New => true,
+            });
+            for (line, record) in differs {
+                if conflicts.in_file.is_some() {
+                    conflicts.count += 1;
+                    continue;
+                }
+                match self.first_line_of(&record, line, ingest).await? {
+                    Some(first_line) => {
+                        conflicts.count += 1;
+                        conflicts.in_file = Some((line, record.id, first_line));
+                    }
+                    // A collision of key hashes: the record is new after all, and checked
+                    // with its batch.
+                    None => {
+                        *checking.next_slot() = record;
+                        checking.keep(line);
                     }
                 }
-            }
-            if pending.len() >= self.batch || (done && pending.len() > 0) {
-                let outcome = ingest
-                    .check_stored(&pending.records, self.on_conflict)
-                    .await
-                    .context("cannot read the stored records")?;
-                conflicts.add(outcome.conflicts, pending.conflicts(&outcome));
-                pending.clear();
-            }
-            if done {
-                break;
             }
         }
         bar.finish_and_clear();
@@ -248,7 +354,6 @@ impl FileImport<'_> {
     ) -> anyhow::Result<(u64, InsertOutcome)> {
         let mut rows = self.open()?;
         let bar = progress::bar(format!("importing {}", self.path.display()), total);
-        let mut pending = Batch::default();
         let mut records = 0u64;
         let mut outcome = InsertOutcome::default();
         let changed = || {
@@ -257,41 +362,42 @@ impl FileImport<'_> {
                 self.path.display()
             )
         };
-        loop {
-            let next = self.next(&mut rows, ingest).await.with_context(changed)?;
-            let done = next.is_none();
-            if let Some((line, record)) = next {
-                pending.push(line, record);
-                records += 1;
-            }
-            if pending.len() >= self.batch || (done && pending.len() > 0) {
-                let stored = ingest
-                    .insert(&pending.records, self.on_conflict)
-                    .await
-                    .with_context(|| format!("{}: cannot store records", self.path.display()))?;
-                if stored.failed(self.on_conflict) {
-                    let mut conflicts = Conflicts::default();
-                    conflicts.add(stored.conflicts, pending.conflicts(&stored));
-                    let mut msg = conflicts.message(self.path);
-                    // The first pass found no conflict, so this one is with an earlier batch
-                    // of the file (or with another writer).
-                    if records > pending.len() as u64 {
-                        msg.push_str(&format!(
-                            "; the records of {} before line {} are stored, the rest is not",
-                            self.path.display(),
-                            pending.lines[0]
-                        ));
-                    }
-                    return Err(anyhow!(msg));
+        let mut raw = RawRecord::default();
+        let mut pending = Batch::default();
+        let mut next = Batch::default();
+        self.read_batch(&mut rows, ingest, &mut raw, &mut pending)
+            .await
+            .with_context(changed)?;
+        while pending.len() > 0 {
+            // The next batch is read while this one is stored.
+            let (stored, read) = tokio::join!(
+                self.store
+                    .insert_records(pending.records(), self.on_conflict),
+                self.read_batch(&mut rows, ingest, &mut raw, &mut next)
+            );
+            let stored =
+                stored.with_context(|| format!("{}: cannot store records", self.path.display()))?;
+            records += pending.len() as u64;
+            if stored.failed(self.on_conflict) {
+                let mut conflicts = Conflicts::default();
+                conflicts.add(stored.conflicts, pending.conflicts(&stored));
+                let mut msg = conflicts.message(self.path);
+                // The first pass found no conflict, so this one is with an earlier batch
+                // of the file (or with another writer).
+                if records > pending.len() as u64 {
+                    msg.push_str(&format!(
+                        "; the records of {} before line {} are stored, the rest is not",
+                        self.path.display(),
+                        pending.lines[0]
+                    ));
                 }
-                let offset = (records - pending.len() as u64) as usize;
-                outcome.add(stored, offset);
-                pending.clear();
-                bar.set_position(records);
+                return Err(anyhow!(msg));
             }
-            if done {
-                break;
-            }
+            let offset = (records - pending.len() as u64) as usize;
+            outcome.add(stored, offset);
+            bar.set_position(records);
+            read.with_context(changed)?;
+            std::mem::swap(&mut pending, &mut next);
         }
         bar.finish_and_clear();
         Ok((records, outcome))

@@ -2,7 +2,8 @@
 //!
 //! CSV is the export layout (21 positional columns, RFC 4180 quoting, so a field may span
 //! lines; an optional header row first). JSONL is one JSON object per line keyed by the column
-//! names; blank lines are skipped. Only one row is held at a time, whatever the file size.
+//! names; blank lines are skipped. Only one row is held at a time, whatever the file size, and
+//! it is read into the caller's record, whose memory is reused from row to row.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -52,8 +53,9 @@ impl Rows {
         })
     }
 
-    /// The next row and the line it starts on; `None` at the end of the file.
-    pub fn next_row(&mut self) -> Option<Result<(u64, RawRecord), RowError>> {
+    /// Reads the next row into `raw`; returns the line it starts on, `None` at the end of the
+    /// file.
+    pub fn next_row(&mut self, raw: &mut RawRecord) -> Option<Result<u64, RowError>> {
         match self {
             Rows::Csv {
                 reader,
@@ -69,11 +71,9 @@ impl Rows {
                             continue;
                         }
                         let at = *line;
-                        return Some(RawRecord::from_csv(row).map(|raw| (at, raw)).map_err(|e| {
-                            RowError {
-                                line: at,
-                                message: e.explain(),
-                            }
+                        return Some(raw.read_csv(row).map(|()| at).map_err(|e| RowError {
+                            line: at,
+                            message: e.explain(),
                         }));
                     }
                     Err(e) => {
@@ -115,14 +115,16 @@ impl Rows {
                 if text.is_empty() {
                     continue;
                 }
-                return Some(
-                    RawRecord::from_json_line(text)
-                        .map(|raw| (at, raw))
-                        .map_err(|e| RowError {
-                            line: at,
-                            message: e.to_string(),
-                        }),
-                );
+                return Some(match RawRecord::from_json_line(text) {
+                    Ok(read) => {
+                        *raw = read;
+                        Ok(at)
+                    }
+                    Err(e) => Err(RowError {
+                        line: at,
+                        message: e.to_string(),
+                    }),
+                });
             },
         }
     }
@@ -137,7 +139,13 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, text).expect("write");
         let mut rows = Rows::open(&path, format).expect("open");
-        std::iter::from_fn(|| rows.next_row()).collect()
+        // One record for every row, as the import reads them.
+        let mut raw = RawRecord::default();
+        std::iter::from_fn(|| {
+            rows.next_row(&mut raw)
+                .map(|r| r.map(|line| (line, raw.clone())))
+        })
+        .collect()
     }
 
     const ROW: &str = "r1,dev1,,1001,,,,2024-05-01 10:00:00,2024-05-01 10:05:00,4,,,,,,,,,,,";
