@@ -42,7 +42,8 @@ COLUMNS = [
     "cc_id", "agent_type", "phone_no", "callIn_out", "location_id", "logon_sn",
     "skillInfo_sn",
 ]
-MIGRATION = "crates/ccfs-server/migrations/sqlite/0001_init.sql"
+# The migration that last (re)creates the records table: its table is ccfs's own.
+MIGRATION = "crates/ccfs-server/migrations/sqlite/0006_records_clustered.sql"
 
 
 def log(*a):
@@ -97,10 +98,11 @@ def sqlite3_tool():
 
 
 def records_schema(repo):
-    """The records table and its index, as ccfs's first migration creates them."""
+    """The records table with its keys, as ccfs's migrations leave it: stored in export order
+    (primary key developer_id, begin_time, id), unique on (developer_id, id)."""
     text = open(os.path.join(repo, MIGRATION)).read()
-    start = text.index("CREATE TABLE records")
-    end = text.index("CREATE TABLE jobs")
+    start = text.index("CREATE TABLE records (")
+    end = text.index("WITHOUT ROWID;", start) + len("WITHOUT ROWID;")
     return text[start:end]
 
 

@@ -14,8 +14,10 @@
 //!   and could then fail with `SQLITE_BUSY` on its first write without the busy handler ever
 //!   being consulted; single-statement writes in autocommit mode are safe as they are, because
 //!   SQLite retries their lock through the busy handler.
-//! - Exports read the export index in one statement on a direct connection of their own, so an
-//!   export sees one snapshot and its memory stays bounded (see [`record_stream`]).
+//! - The records table is stored in export order (`WITHOUT ROWID`, keyed by `(developer_id,
+//!   begin_time, id)`; migration 0006). Exports read it front to back in one statement on a
+//!   direct connection of their own, so an export sees one snapshot and its memory stays bounded
+//!   (see [`record_stream`]).
 //!
 //! Time precision: record times are stored as whole unix seconds (the export shows seconds);
 //! a record time is truncated, and the bounds of a record query are rounded up, so that

@@ -4,10 +4,10 @@
 //!
 //! Why not the pool's sqlx connections: sqlx hands every row from its worker thread through a
 //! channel and copies every value; a million-record export spent more time there (and in
-//! decoding what came out) than in compressing. One statement walks the export index in
-//! `(begin_time, id)` order and is one snapshot of the database: in WAL mode a reader sees the
-//! database as of its statement's start, whatever is committed meanwhile, and never blocks the
-//! writer. Memory stays at one row whatever the export size.
+//! decoding what came out) than in compressing. One statement walks the table's key, which is
+//! the export order `(developer_id, begin_time, id)`, and is one snapshot of the database: in
+//! WAL mode a reader sees the database as of its statement's start, whatever is committed
+//! meanwhile, and never blocks the writer. Memory stays at one row whatever the export size.
 //!
 //! [`Records::stream_records`](crate::store::Records::stream_records) reads through the same
 //! reader, building records in batches for consumers that want them (store transfers, tests).
@@ -51,8 +51,8 @@ impl Direct {
     }
 }
 
-/// The export query: the selected records in `(begin_time, id)` order, on the export index
-/// `(developer_id, begin_time, id)`; parameters: developer, begin, end (unix seconds, rounded
+/// The export query: the selected records in `(begin_time, id)` order, a range of the table's
+/// key `(developer_id, begin_time, id)`; parameters: developer, begin, end (unix seconds, rounded
 /// up), then the account and the agent when the query names them.
 pub(super) fn export_sql(q: &RecordQuery) -> String {
     let mut filter = String::from("developer_id = ? AND begin_time >= ? AND begin_time < ?");
