@@ -109,24 +109,27 @@ impl Results {
     }
 }
 
-/// Starts `threads` deflating threads in `scope`; they end when [`Pieces`] is dropped or ended
-/// and every result has been taken (or [`Results`] is dropped).
+/// Starts `threads` deflating threads in `scope` (named `ccfs-deflate-N`, for `top` and
+/// profilers); they end when [`Pieces`] is dropped or ended and every result has been taken (or
+/// [`Results`] is dropped).
 pub(super) fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
     threads: usize,
     method: Method,
-) -> (Pieces, Results) {
+) -> io::Result<(Pieces, Results)> {
     let threads = threads.max(1);
     let mut to = Vec::with_capacity(threads);
     let mut from = Vec::with_capacity(threads);
-    for _ in 0..threads {
+    for n in 0..threads {
         let (job_tx, job_rx) = sync_channel::<Job>(DEPTH);
         let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(DEPTH);
-        scope.spawn(move || work(method, &job_rx, &done_tx));
+        std::thread::Builder::new()
+            .name(format!("ccfs-deflate-{n}"))
+            .spawn_scoped(scope, move || work(method, &job_rx, &done_tx))?;
         to.push(job_tx);
         from.push(done_rx);
     }
-    (Pieces { to, next: 0 }, Results { from, next: 0 })
+    Ok((Pieces { to, next: 0 }, Results { from, next: 0 }))
 }
 
 /// One thread: pieces in, deflated pieces out, until the pieces stop or nobody takes results.
@@ -227,7 +230,7 @@ mod tests {
     /// Cuts `data` into pieces, runs them through `threads` threads, and joins the output.
     fn run(data: &[u8], threads: usize, method: Method) -> (Vec<u8>, u32) {
         std::thread::scope(|scope| {
-            let (mut pieces, mut results) = spawn(scope, threads, method);
+            let (mut pieces, mut results) = spawn(scope, threads, method).expect("threads");
             let sender = scope.spawn(move || {
                 let chunks: Vec<&[u8]> = if data.is_empty() {
                     vec![&[]]

@@ -193,11 +193,13 @@ fn run(
         .map_or(1, |n| n.get())
         .min(MAX_DEFLATE_THREADS);
     std::thread::scope(|scope| {
-        let (pieces, results) = deflate::spawn(scope, threads, method);
-        let zip = scope.spawn(move || {
-            let _ended = zip_ended.drop_guard();
-            writer::write_zip(results, s, method, path, stable)
-        });
+        let (pieces, results) = deflate::spawn(scope, threads, method)?;
+        let zip = std::thread::Builder::new()
+            .name("ccfs-zip".into())
+            .spawn_scoped(scope, move || {
+                let _ended = zip_ended.drop_guard();
+                writer::write_zip(results, s, method, path, stable)
+            })?;
         // Ends (and drops the encoder, which stops the deflating threads) before the zip thread
         // is joined: a zip thread waiting for pieces then sees them stop.
         let encoded = encode(reader, s, pieces, cancel);
