@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = parse_status(&body) {
         assert_eq!(id.as_str().len(), 32);
     }
-    if let Ok(import) = parse_import(&body) {
+    // Last: it takes the body (its records move out of it).
+    if let Ok(import) = parse_import(body) {
         assert!(import.records.len() <= ccfs_protocol::messages::MAX_IMPORT_RECORDS);
     }
 });
