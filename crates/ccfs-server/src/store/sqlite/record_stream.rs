@@ -62,12 +62,22 @@ pub(super) fn export_sql(q: &RecordQuery) -> String {
     if q.agent_id.is_some() {
         filter.push_str(" AND agent_id = ?");
     }
-    let columns = RECORD_TEXT_COLUMNS.join(", ");
+    // Every text column but `developer_id`, which is the query's own (see [`read_rows`]).
+    let columns = RECORD_TEXT_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != DEVELOPER)
+        .map(|(_, c)| *c)
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "SELECT {columns}, begin_time, end_time FROM records WHERE {filter} \
          ORDER BY begin_time, id"
     )
 }
+
+/// Where `developer_id` is among the text columns.
+const DEVELOPER: usize = 1;
 
 /// Runs the export query and passes every row to `sink`, until the rows end or the sink says
 /// [`Stop`]. Blocking: call it on a blocking thread.
@@ -88,10 +98,18 @@ pub(super) fn read_rows(db: &Direct, q: &RecordQuery, sink: &mut dyn RowSink) ->
         params.push(agent);
     }
     let mut rows = stmt.query(params.as_slice())?;
+    // Every row's developer is the one the query selects (an exact, binary comparison), so it
+    // is not read back: one column less to decode per row.
+    let developer_bytes = developer.as_bytes();
     while let Some(row) = rows.next()? {
         let mut texts: [&[u8]; 19] = [b""; 19];
+        texts[DEVELOPER] = developer_bytes;
         for (i, text) in texts.iter_mut().enumerate() {
-            *text = match row.get_ref(i)? {
+            if i == DEVELOPER {
+                continue;
+            }
+            let column = if i < DEVELOPER { i } else { i - 1 };
+            *text = match row.get_ref(column)? {
                 ValueRef::Text(t) => t,
                 ValueRef::Null => b"",
                 other => {
@@ -103,8 +121,8 @@ pub(super) fn read_rows(db: &Direct, q: &RecordQuery, sink: &mut dyn RowSink) ->
                 }
             };
         }
-        let begin: i64 = row.get(19)?;
-        let end: i64 = row.get(20)?;
+        let begin: i64 = row.get(18)?;
+        let end: i64 = row.get(19)?;
         if sink.row(texts, begin, end) == Err(Stop) {
             break;
         }
