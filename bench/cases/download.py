@@ -10,27 +10,27 @@ Rows (time ratios ours/base, medians of interleaved rounds):
 The file is a real export: `ccfs simulate` records straight into a fresh data directory, then a
 signed generate through the `ccfs client` CLI, waited for. The server is then restarted so its
 peak RSS is the downloads' alone. Each download is signed in Python (auth-v2, host only; checked
-against the SPEC's test vector first). `max_downloads` is raised to 16 for the parallel row (the
-default allows 4 per developer).
+against the SPEC's test vectors first). `max_downloads` is raised to 16 for the parallel row (the
+default allows 4 per developer). nginx's CPU and peak RSS are those of its master and workers
+together.
 
     python3 bench/cases/download.py --ccfs target/release/ccfs --work /tmp/dl --rounds 5 [--quick]
 """
-import argparse
-import datetime
 import hashlib
-import hmac
+import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
+import ccfsbench as cb  # noqa: E402
 
 DOWNLOAD_PATH = "/CCFS/resource/ccfs/downloadAgentOprInfoFile"
 PARALLEL = 16
@@ -39,148 +39,19 @@ AGENTS, AGENTS_QUICK = 40000, 4000
 DAY = "2024-05-01"
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-# ---- auth-v2 (SPEC section 3) ----
-
-def norm(b: bytes) -> str:
-    return urllib.parse.quote_from_bytes(b, safe="-._~")
-
-
-def hmac_hex(key: str, msg: bytes) -> str:
-    return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()
-
-
-def authorization(ak, sk, timestamp, host, path, body: bytes) -> str:
-    prefix = f"auth-v2/{ak}/{timestamp}/host"
-    canonical = f"POST\n{path}\nhost\nhost:{norm(host.encode())}\n".encode() + norm(body).encode()
-    return f"{prefix}/{hmac_hex(hmac_hex(sk, prefix.encode()), canonical)}"
-
-
-def check_signer():
-    body = (b'{"request":{"version":"2.0"},"msgBody":{"beginTime":"2024-05-01 00:00:00",'
-            b'"endTime":"2024-05-02 00:00:00","callBackURL":"https://example.com/ccfs/cb"}}')
-    got = authorization("globalaktest", "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "2021-08-31T09:38:50Z",
-                        "10.22.26.181:28080", "/CCFS/resource/ccfs/queryAgentOprInfoData", body)
-    want = ("auth-v2/globalaktest/2021-08-31T09:38:50Z/host/"
-            "4f8d9f430bc4e9d50201e11eb6b2400f5a7ed4148752453b99c963519886c724")
-    assert got == want, f"the signer does not match the SPEC's vector V2: {got}"
-
-
-# ---- processes ----
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pids):
-    """utime+stime of the processes (all their threads), in seconds."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def hwm_mib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-    return total / 1024
-
-
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
-def wait_https(port, path="/healthz", timeout=30):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing answers on port {port}")
-
-
-def tool(name, package):
-    found = shutil.which(name) or (os.path.exists(f"/usr/sbin/{name}") and f"/usr/sbin/{name}")
-    if found:
-        return found
-    if os.environ.get("CCFS_BENCH_INSTALL") == "1":
-        log(f"installing {package}")
-        subprocess.run(["apt-get", "install", "-y", package], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return shutil.which(name) or (os.path.exists(f"/usr/sbin/{name}") and f"/usr/sbin/{name}")
-    return None
-
-
-class Ccfs:
-    def __init__(self, exe, work):
-        self.exe, self.data = exe, os.path.join(work, "ccfs-data")
-        self.env = dict(os.environ, CCFS_DATA_DIR=self.data, CCFS_MAX_DOWNLOADS=str(PARALLEL),
-                        RUST_LOG="warn")
-        self.proc = None
-        self.port = None
-
-    def run(self, *args):
-        out = subprocess.run([self.exe, *args], env=self.env, check=True, capture_output=True, text=True)
-        return out.stdout
-
-    def start(self):
-        self.port = self.port or free_port()
-        self.proc = subprocess.Popen([self.exe, "serve", "--listen", f"127.0.0.1:{self.port}"],
-                                     env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.data, "..", "serve.log"), "a"))
-        wait_https(self.port)
-
-    def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-            self.proc = None
-
-    def pids(self):
-        return [self.proc.pid]
-
-
 class Nginx:
-    def __init__(self, exe, work, cert, key, src):
-        self.exe, self.dir = exe, os.path.join(work, "nginx")
-        root = os.path.join(self.dir, "root")
-        os.makedirs(root, exist_ok=True)
-        self.name = os.path.basename(src)
-        shutil.copyfile(src, os.path.join(root, self.name))
-        self.port = free_port()
+    """nginx serving one file over TLS on a loopback port, configured as a user would."""
+
+    def __init__(self, exe: str, work: Path, cert: Path, key: Path, src: Path):
+        self.exe, self.dir = exe, work / "nginx"
+        root = self.dir / "root"
+        root.mkdir(parents=True, exist_ok=True)
+        self.name = src.name
+        shutil.copyfile(src, root / self.name)
+        self.port = cb.free_port()
         # What a user would write: the defaults, plus TLS on a loopback port.
-        user = "root" if os.geteuid() == 0 else ""
-        self.conf = os.path.join(self.dir, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"""{'user root;' if user else ''}
+        self.conf = self.dir / "nginx.conf"
+        self.conf.write_text(f"""{'user root;' if os.geteuid() == 0 else ''}
 worker_processes auto;
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log;
@@ -197,38 +68,60 @@ http {{
 """)
         self.proc = None
 
-    def start(self):
-        self.proc = subprocess.Popen([self.exe, "-p", self.dir, "-c", self.conf, "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_https(self.port, "/")
+    def start(self, timeout=30.0):
+        """Starts nginx in the foreground and returns once it answers HTTPS."""
+        self.proc = subprocess.Popen(
+            [self.exe, "-p", str(self.dir), "-c", str(self.conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False  # nginx serves ccfs's self-signed certificate
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                c = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=2)
+                c.request("GET", "/")
+                c.getresponse()  # any answer will do (the root is a 403)
+                c.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx does not answer on port {self.port}")
+                time.sleep(0.1)
         time.sleep(0.3)
 
+    def cpu_s(self) -> float:
+        """CPU seconds of the master and its workers so far."""
+        return cb.tree_cpu_s(self.proc.pid)
+
+    def peak_rss_mib(self) -> float:
+        """The sum of the peak RSS of the master and its workers."""
+        return cb.tree_peak_rss_mib(self.proc.pid)
+
     def stop(self):
+        """Stops nginx gracefully (SIGQUIT)."""
         if self.proc:
             self.proc.send_signal(signal.SIGQUIT)
             self.proc.wait(timeout=30)
             self.proc = None
 
-    def pids(self):
-        return [self.proc.pid, *children(self.proc.pid)]
-
 
 # ---- downloads ----
 
-def curl_ccfs(curl, ccfs, ak, sk, name, out="/dev/null"):
-    host = f"127.0.0.1:{ccfs.port}"
+def curl_ccfs(curl, server, ak, sk, name, out="/dev/null"):
+    """A curl command for one signed download of `name` from ccfs."""
     body = json.dumps({"request": {"version": "2.0"}, "msgBody": {"agentOprInfoFileName": name}},
                       separators=(",", ":")).encode()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ts = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    auth = cb.sign(ak, sk, "POST", DOWNLOAD_PATH, {"host": server.host}, body, cb.timestamp_ms())
     return [curl, "-sk", "-o", out, "-w", "%{http_code} %{size_download} %{speed_download}",
-            "-X", "POST", f"https://{host}{DOWNLOAD_PATH}",
+            "-X", "POST", f"https://{server.host}{DOWNLOAD_PATH}",
             "-H", "Content-Type: application/json",
-            "-H", f"Authorization: {authorization(ak, sk, ts, host, DOWNLOAD_PATH, body)}",
+            "-H", f"Authorization: {auth}",
             "--data-binary", body.decode()]
 
 
 def curl_nginx(curl, nginx, out="/dev/null"):
+    """A curl command for one download of the file from nginx."""
     return [curl, "-sk", "-o", out, "-w", "%{http_code} %{size_download} %{speed_download}",
             f"https://127.0.0.1:{nginx.port}/{nginx.name}"]
 
@@ -248,92 +141,94 @@ def run_curls(cmds, size):
 
 def measure(server, cmds_for, size, n):
     """(wall seconds, server CPU seconds) of n downloads at once."""
-    cpu0 = cpu_seconds(server.pids())
+    cpu0 = server.cpu_s()
     wall = run_curls([cmds_for() for _ in range(n)], size)
-    return wall, cpu_seconds(server.pids()) - cpu0
+    return wall, server.cpu_s() - cpu0
+
+
+class Round(NamedTuple):
+    """One server's figures in one round: seconds for one download, for PARALLEL at once, and
+    server CPU seconds per download (of the 1 + PARALLEL)."""
+
+    one: float
+    many: float
+    cpu: float
+    mb: float
+
+    def __str__(self):
+        """The round as the progress line shows it."""
+        return (f"1 stream {self.mb / self.one:.0f} MB/s, {PARALLEL} streams "
+                f"{PARALLEL * self.mb / self.many:.0f} MB/s, CPU {self.cpu:.3f} s/download")
+
+
+def rounds_of(server, cmds_for, size, mb):
+    """The subject of cb.interleave for one server: a Round of 1 then PARALLEL downloads."""
+    def run(_round):
+        """Times one download, then PARALLEL at once, on this server."""
+        one, cpu1 = measure(server, cmds_for, size, 1)
+        many, cpu16 = measure(server, cmds_for, size, PARALLEL)
+        return Round(one, many, (cpu1 + cpu16) / (1 + PARALLEL), mb)
+    return run
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ccfs", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    check_signer()
-    curl = tool("curl", "curl")
+    """Makes the export, checks one download, then times ccfs and nginx in turns."""
+    a = cb.case_args("Download of a ~100 MB export zip: ccfs serve against nginx.")
+    curl = cb.tool("curl")
     if not curl:
-        log("download: curl is not installed (the client of both); skipped")
+        cb.log("download: curl is not installed (the client of both); skipped")
         return
-    nginx_exe = tool("nginx", "nginx")
+    nginx_exe = cb.tool("nginx")
     if not nginx_exe:
-        log("download: nginx is not installed (set CCFS_BENCH_INSTALL=1 to install it); "
-            "ccfs measured alone")
+        cb.log("download: ccfs measured alone")
 
-    work = os.path.abspath(a.work)
-    shutil.rmtree(os.path.join(work, "ccfs-data"), ignore_errors=True)
-    shutil.rmtree(os.path.join(work, "nginx"), ignore_errors=True)
-    os.makedirs(work, exist_ok=True)
-    ccfs = Ccfs(os.path.abspath(a.ccfs), work)
-    created = json.loads(ccfs.run("app", "create", "--name", "bench", "--account", "bench01"))
-    ak, sk = created["appId"], created["secretKey"]
+    shutil.rmtree(a.work / "ccfs-data", ignore_errors=True)
+    shutil.rmtree(a.work / "nginx", ignore_errors=True)
+    ccfs = cb.Ccfs(a.ccfs, a.work / "ccfs-data",
+                   env={"CCFS_MAX_DOWNLOADS": str(PARALLEL), "RUST_LOG": "warn"})
+    ak, sk = ccfs.create_app(timezone_name=None, accounts=("bench01",))
     agents = AGENTS_QUICK if a.quick else AGENTS
-    log(f"simulating {agents} agents over one day")
+    cb.log(f"simulating {agents} agents over one day")
     ccfs.run("simulate", "--app", ak, "--agents", str(agents), "--days", "1", "--start", DAY)
-    ccfs.start()
-    log("generating the export")
-    status = json.loads(ccfs.run(
-        "client", "--server", f"https://127.0.0.1:{ccfs.port}", "--ak", ak, "--sk", sk,
-        "--insecure", "--json", "generate", "--begin", DAY, "--end", "2024-05-02", "--wait",
-        "--poll-interval", "0.2").strip().splitlines()[-1])
+    with ccfs.serve() as server:
+        cb.log("generating the export")
+        status = json.loads(ccfs.run(
+            "client", "--server", f"https://{server.host}", "--ak", ak, "--sk", sk,
+            "--insecure", "--json", "generate", "--begin", DAY, "--end", "2024-05-02", "--wait",
+            "--poll-interval", "0.2").strip().splitlines()[-1])
     name, size, sha = status["agentOprInfoFileName"], int(status["fileSize"]), status["sha256"]
-    # A fresh process: its peak RSS and CPU are the downloads' alone.
-    ccfs.stop()
-    ccfs.start()
-    src = next(os.path.join(d, name) for d, _, files in os.walk(os.path.join(ccfs.data, "files"))
-               if name in files)
+    src = next(p for p in (ccfs.data_dir / "files").rglob("*") if p.name == name)
     mb = size / 1e6
-    log(f"file {name}: {mb:.1f} MB")
+    cb.log(f"file {name}: {mb:.1f} MB")
 
-    # Correctness first: the bytes come whole and match the announced SHA-256.
-    check = os.path.join(work, "check.zip")
-    run_curls([curl_ccfs(curl, ccfs, ak, sk, name, check)], size)
-    with open(check, "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == sha, "the download does not match its SHA-256"
-    os.remove(check)
-
+    # A fresh process: its peak RSS and CPU are the downloads' alone.
+    server = ccfs.serve()
     nginx = None
-    if nginx_exe:
-        tls = os.path.join(ccfs.data, "tls")
-        nginx = Nginx(nginx_exe, work, os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"), src)
-        nginx.start()
-        run_curls([curl_nginx(curl, nginx)], size)  # warm
-
-    ours = {"one": [], "many": [], "cpu": []}
-    base = {"one": [], "many": [], "cpu": []}
     try:
-        for r in range(a.rounds):
-            for who, server, cmd, acc in (
-                ("ccfs", ccfs, lambda: curl_ccfs(curl, ccfs, ak, sk, name), ours),
-                ("nginx", nginx, lambda: curl_nginx(curl, nginx), base),
-            ):
-                if server is None:
-                    continue
-                one, cpu1 = measure(server, cmd, size, 1)
-                many, cpu16 = measure(server, cmd, size, PARALLEL)
-                acc["one"].append(one)
-                acc["many"].append(many)
-                acc["cpu"].append((cpu1 + cpu16) / (1 + PARALLEL))
-                log(f"round {r + 1} {who}: 1 stream {mb / one:.0f} MB/s, {PARALLEL} streams "
-                    f"{PARALLEL * mb / many:.0f} MB/s, CPU {acc['cpu'][-1]:.3f} s/download")
-        ours_rss = hwm_mib(ccfs.pids())
-        base_rss = hwm_mib(nginx.pids()) if nginx else None
+        # Correctness first: the bytes come whole and match the announced SHA-256.
+        check = a.work / "check.zip"
+        run_curls([curl_ccfs(curl, server, ak, sk, name, str(check))], size)
+        assert hashlib.sha256(check.read_bytes()).hexdigest() == sha, \
+            "the download does not match its SHA-256"
+        check.unlink()
+
+        subjects = {"ccfs": rounds_of(server, lambda: curl_ccfs(curl, server, ak, sk, name),
+                                      size, mb)}
+        if nginx_exe:
+            tls = ccfs.data_dir / "tls"
+            nginx = Nginx(nginx_exe, a.work, tls / "cert.pem", tls / "key.pem", src)
+            nginx.start()
+            run_curls([curl_nginx(curl, nginx)], size)  # warm
+            subjects["nginx"] = rounds_of(nginx, lambda: curl_nginx(curl, nginx), size, mb)
+
+        results = cb.interleave(a.rounds, subjects)
+        ours_rss = server.peak_rss_mib()
+        base_rss = nginx.peak_rss_mib() if nginx else None
     finally:
-        ccfs.stop()
+        server.stop()
         if nginx:
             nginx.stop()
 
-    med = statistics.median
     label = f"download {mb:.0f} MB"
     rows = [
         (f"{label}, 1 stream", "one", "<= 1.25",
@@ -344,19 +239,14 @@ def main():
         (f"{label}, server CPU per download", "cpu", "<= 2.0",
          lambda o, b: f"CPU s/download {o:.3f} vs {b:.3f}" if b else f"CPU s/download {o:.3f}"),
     ]
-    for case, key, goal, notes in rows:
-        o = med(ours[key])
-        b = med(base[key]) if base[key] else None
-        ratio = med([x / y for x, y in zip(ours[key], base[key]) if y > 0]) if b else None
-        bound = float(goal.split()[1])
-        print(json.dumps({
-            "case": case, "ours": "ccfs serve", "baseline": "nginx" if nginx else None,
-            "ours_s": round(o, 4), "base_s": round(b, 4) if b is not None else None,
-            "ratio": round(ratio, 3) if ratio is not None else None, "goal": goal,
-            "met": (ratio <= bound) if ratio is not None else None,
-            "ours_rss_mib": round(ours_rss, 1), "base_rss_mib": round(base_rss, 1) if base_rss else None,
-            "notes": notes(o, b) + ("" if nginx else "; nginx not installed"),
-        }), flush=True)
+    for case, field, goal, notes in rows:
+        ours = [getattr(r, field) for r in results["ccfs"]]
+        base = [getattr(r, field) for r in results.get("nginx", [])]
+        o, b = cb.median(ours), cb.median(base)
+        ratio = cb.ratio_of_rounds(ours, base)
+        cb.emit(case, "ccfs serve", "nginx" if nginx else None, o, b, ratio, goal,
+                cb.bound_met(ratio, float(goal.split()[1])), ours_rss, base_rss,
+                notes(o, b) + ("" if nginx else "; nginx not installed"))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ A case script imports this module as
 and uses: `case_args()` for the common command line; `log()` for progress on stderr; `emit()` for
 the one JSON line per comparison on stdout; `interleave()` to run ccfs and its baselines in
 turns; `median()` and `ratio_of_rounds()` for the figures;
-`run_timed()` to time a command and read its peak RSS; `tool()` to find (or, with
-CCFS_BENCH_INSTALL=1, install) a baseline program; `Ccfs` to run `ccfs` commands on a data
-directory; `Server` for a `ccfs serve` process (its peak RSS from /proc VmHWM); `Client` for
-signed calls (auth-v2, SPEC section 3) over one kept-alive connection; `Receiver` for callbacks.
+`run_timed()` to time a command and read its peak RSS, `run_watched()` where wait4's figure
+would be this Python's; `proc_cpu_s()`, `proc_peak_rss_mib()` and their `tree_` forms for a
+running process (and its children); `tool()` to find (or, with CCFS_BENCH_INSTALL=1, install) a
+baseline program; `Ccfs` to run `ccfs` commands on a data directory; `Server` for a `ccfs serve`
+process (its peak RSS from /proc VmHWM); `Client` for signed calls (auth-v2, SPEC section 3) over
+one kept-alive connection; `Receiver` for callbacks.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def case_args(description: str, extra=None) -> argparse.Namespace:
 
 
 def log(*parts) -> None:
+    """Prints progress on stderr (stdout is for the JSON rows)."""
     print(*parts, file=sys.stderr, flush=True)
 
 
@@ -83,6 +86,7 @@ def emit(
     """Prints one comparison as a JSON line on stdout (the contract of bench/README.md)."""
 
     def r(x, n=4):
+        """`x` rounded to n places; None stays None."""
         return None if x is None else round(float(x), n)
 
     row = {
@@ -102,6 +106,7 @@ def emit(
 
 
 def median(xs):
+    """The median of the values that are not None; None when there are none."""
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
@@ -126,6 +131,7 @@ def interleave(rounds: int, subjects: dict) -> dict:
 
 
 def bound_met(ratio, bound: float):
+    """Whether a ratio meets the goal `<= bound`; None when there is no ratio."""
     return None if ratio is None else bool(ratio <= bound)
 
 
@@ -158,10 +164,87 @@ def run_timed(cmd, *, shell=False, cwd=None, env=None, stdout=None, stdin=None):
     return wall, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime
 
 
+def run_watched(cmd, *, env=None, stdin_data: bytes | None = None):
+    """Runs `cmd` to its end; returns (wall seconds, peak RSS in MiB, its stdout as bytes).
+
+    The peak is the child's own VmHWM, read every 10 ms while it runs: wait4's ru_maxrss (as in
+    `run_timed`) would include this Python process, whose high-water mark a child keeps across
+    fork and exec, and that hides a small program's figure. Raises RuntimeError on a non-zero
+    exit (with the end of its stderr)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(
+        cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    peak = 0.0
+    done = threading.Event()
+
+    def watch():
+        """Samples the child's VmHWM until it has exited."""
+        # A thread, because communicate() blocks this one until the child has exited.
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc_peak_rss_mib(p.pid) or 0.0)
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = p.communicate(stdin_data)
+    wall = time.perf_counter() - t0
+    done.set()
+    watcher.join()
+    if p.returncode != 0:
+        tail = err.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(map(str, cmd[:3]))} failed ({p.returncode}): {tail}")
+    return wall, peak, out
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads) so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mib(pid: int) -> float | None:
+    """The peak resident set (VmHWM) of a running process in MiB; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The PIDs of a process's direct children (say nginx's workers), from /proc."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(d))
+            except OSError:
+                pass  # it exited meanwhile
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its direct children so far (a master and its workers)."""
+    return sum(proc_cpu_s(p) for p in [pid, *child_pids(pid)])
+
+
+def tree_peak_rss_mib(pid: int) -> float:
+    """The sum of the VmHWM of a process and of its direct children, MiB."""
+    return sum(proc_peak_rss_mib(p) or 0.0 for p in [pid, *child_pids(pid)])
+
+
 def tool(name: str, package: str | None = None) -> str | None:
     """The path of program `name`; when missing and CCFS_BENCH_INSTALL=1, `apt-get install -y
     package` first. None (with a message) when it is not there."""
-    found = shutil.which(name)
+    found = _which(name)
     if found:
         return found
     package = package or name
@@ -175,7 +258,7 @@ def tool(name: str, package: str | None = None) -> str | None:
             # The package lists may be missing or stale on a fresh machine.
             subprocess.run(sudo + ["apt-get", "update", "-q"], **quiet)
             subprocess.run(install, **quiet)
-        found = shutil.which(name)
+        found = _which(name)
         if found:
             return found
         log(f"{name}: could not be installed ({package})")
@@ -184,7 +267,13 @@ def tool(name: str, package: str | None = None) -> str | None:
     return None
 
 
+def _which(name: str) -> str | None:
+    """`name` on PATH, or in /usr/sbin or /sbin (nginx lives there, off a user's PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
 def nproc() -> int:
+    """The number of cores this process may run on."""
     return len(os.sched_getaffinity(0))
 
 
@@ -246,6 +335,7 @@ class Ccfs:
         self.env.update(env or {})
 
     def run(self, *args, **kw) -> str:
+        """Runs `ccfs ARGS`; returns its stdout, raising RuntimeError (with stderr) on failure."""
         r = subprocess.run(
             [self.binary, *args], env=self.env, capture_output=True, text=True, **kw
         )
@@ -253,15 +343,30 @@ class Ccfs:
             raise RuntimeError(f"ccfs {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
         return r.stdout
 
-    def create_app(self, name="bench", timezone_name="Asia/Shanghai", roles=("export",)):
-        """Creates a developer; returns (app id, secret key)."""
-        args = ["app", "create", "--name", name, "--timezone", timezone_name]
+    def create_app(
+        self,
+        name="bench",
+        timezone_name: str | None = "Asia/Shanghai",
+        roles=("export",),
+        accounts=(),
+        app_id: str | None = None,
+    ):
+        """Creates a developer; returns (app id, secret key). A timezone of None is the server's
+        default one; no roles is ccfs's default (export); no app id is a random one."""
+        args = ["app", "create", "--name", name]
+        if timezone_name is not None:
+            args += ["--timezone", timezone_name]
         for role in roles:
             args += ["--role", role]
+        for account in accounts:
+            args += ["--account", account]
+        if app_id is not None:
+            args += ["--app-id", app_id]
         created = json.loads(self.run(*args))
         return created["appId"], created["secretKey"]
 
     def serve(self, env: dict | None = None, tls=True) -> "Server":
+        """Starts `ccfs serve` on this data directory (see Server)."""
         return Server(self, env=env, tls=tls)
 
 
@@ -305,16 +410,21 @@ class Server:
             raise
 
     def _tail(self, start: int) -> str:
+        """The end of what this server wrote to serve.log, for an error message."""
         return self.log_path.read_bytes()[start:].decode(errors="replace")[-2000:]
 
     def connection(self, timeout=600.0) -> http.client.HTTPConnection:
+        """A new connection to the server, trusting its self-signed certificate."""
         if self.scheme == "https":
             ctx = ssl.create_default_context(cafile=str(self.cert))
             ctx.check_hostname = False  # the self-signed certificate names localhost
+            # Python 3.13 checks certificates strictly by default; a self-signed one need not pass.
+            ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
             return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def wait_healthy(self, deadline: float) -> None:
+        """Returns once GET /healthz answers 200; RuntimeError at `deadline` (monotonic)."""
         while True:
             try:
                 c = self.connection(timeout=2)
@@ -328,26 +438,16 @@ class Server:
                 raise RuntimeError("ccfs serve is not healthy")
             time.sleep(0.05)
 
-    def status_kib(self, field: str) -> int | None:
-        try:
-            for line in open(f"/proc/{self.pid}/status"):
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        except OSError:
-            return None
-        return None
-
     def peak_rss_mib(self) -> float | None:
         """The process's peak resident set so far (VmHWM)."""
-        kib = self.status_kib("VmHWM")
-        return None if kib is None else kib / 1024.0
+        return proc_peak_rss_mib(self.pid)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the process so far."""
-        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_s(self.pid)
 
     def stop(self) -> None:
+        """Stops the server: SIGTERM, and SIGKILL if it has not exited 20 s later."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -358,9 +458,11 @@ class Server:
         self._log.close()
 
     def __enter__(self):
+        """The server itself, for `with`."""
         return self
 
     def __exit__(self, *exc):
+        """Stops the server at the end of the `with`."""
         self.stop()
 
 
@@ -373,6 +475,7 @@ def norm(s: str | bytes) -> str:
 
 
 def _hmac_hex(key: str, msg: str) -> str:
+    """HMAC-SHA256 of `msg` under `key`, in hex (both as UTF-8)."""
     return hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
 
 
@@ -394,6 +497,7 @@ def sign(ak, sk, method, path, headers: dict, body: bytes, timestamp: str, query
 
 
 def timestamp_ms() -> str:
+    """The current UTC time as an auth-v2 timestamp with milliseconds."""
     now = datetime.now(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
@@ -425,16 +529,26 @@ class Client:
 
     def call(self, interface: str, msg_body: dict, headers: dict | None = None) -> dict:
         """POSTs the envelope; returns resultData, raising on any other answer."""
+        return self.send(*self.prepare(interface, msg_body, headers))
+
+    def prepare(self, interface: str, msg_body: dict, headers: dict | None = None):
+        """The (path, body, signed headers) of a call, so a case can time `send` alone."""
         path = f"/CCFS/resource/ccfs/{interface}"
-        body = json.dumps({"request": {"version": "2.0"}, "msgBody": msg_body}).encode()
+        envelope = {"request": {"version": "2.0"}, "msgBody": msg_body}
+        body = json.dumps(envelope, separators=(",", ":")).encode()
         ctype = "application/json;charset=UTF-8"
         signed = {"content-length": str(len(body)), "content-type": ctype, "host": self.server.host}
         auth = sign(self.ak, self.sk, "POST", path, signed, body, timestamp_ms())
         sent = {"Content-Type": ctype, "Host": self.server.host, "Authorization": auth}
         sent.update(headers or {})
+        return path, body, sent
+
+    def send(self, path: str, body: bytes, headers: dict) -> dict:
+        """Sends a prepared call; returns resultData, raising on any other answer."""
+        interface = path.rsplit("/", 1)[1]
         for attempt in (1, 2):
             try:
-                self.conn.request("POST", path, body=body, headers=sent)
+                self.conn.request("POST", path, body=body, headers=headers)
                 resp = self.conn.getresponse()
                 data = resp.read()
                 break
@@ -453,14 +567,17 @@ class Client:
         return answer["resultData"]
 
     def generate(self, begin: str, end: str, callback_url: str, idempotency_key=None) -> str:
+        """Asks for an export of [begin, end); returns its responseId."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         body = {"beginTime": begin, "endTime": end, "callBackURL": callback_url}
         return self.call("queryAgentOprInfoData", body, headers)["responseId"]
 
     def status(self, response_id: str) -> dict:
+        """The status of an export."""
         return self.call("queryAgentOprInfoStatus", {"responseId": response_id})
 
     def close(self):
+        """Closes the connection."""
         self.conn.close()
 
 
@@ -479,9 +596,12 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            """The callback endpoint; a thread per request (ThreadingHTTPServer below)."""
+
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
+                """Answers 200 and notes when the callback's body had arrived."""
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
                 at = time.perf_counter()
@@ -498,6 +618,7 @@ class Receiver:
                     receiver.cond.notify_all()
 
             def log_message(self, *args):
+                """Silent: progress goes through log()."""
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -518,11 +639,13 @@ class Receiver:
             return self.arrived[response_id]
 
     def close(self):
+        """Stops the receiver."""
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a baseline server's config)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
