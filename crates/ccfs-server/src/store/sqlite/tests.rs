@@ -48,23 +48,7 @@ async fn store_two_stores_on_one_file() {
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {
-                let id = ResponseId::from_bytes([i; 16]);
-                let job = NewJob {
-                    file_name: ZipFileName::new(jiff::civil::date(2024, 5, 1), &id),
-                    response_id: id,
-                    query: RecordQuery {
-                        developer_id: AppId::parse("dev").expect("app id"),
-                        begin: at(base),
-                        end: at(base + 1000),
-                        account_id: None,
-                        agent_id: None,
-                    },
-                    callback_url: CallbackUrl::parse("https://example.com/cb").expect("URL"),
-                    timezone: TimeZoneName::utc(),
-                    csv_header: false,
-                    created_at: at(base + i64::from(i)),
-                    idempotency: None,
-                };
+                let job = dev_job(i, at(base), at(base + 1000), at(base + i64::from(i)));
                 store.create_job(&job, 30).await
             })
         })
@@ -123,24 +107,8 @@ async fn store_record_writes_and_other_writes_interleave() {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let id = ResponseId::from_bytes([i; 16]);
                 let at = |s: i64| Timestamp::from_second(s).expect("time");
-                let job = NewJob {
-                    file_name: ZipFileName::new(jiff::civil::date(2024, 5, 1), &id),
-                    response_id: id,
-                    query: RecordQuery {
-                        developer_id: AppId::parse("dev").expect("app id"),
-                        begin: at(base),
-                        end: at(base + 1000),
-                        account_id: None,
-                        agent_id: None,
-                    },
-                    callback_url: CallbackUrl::parse("https://example.com/cb").expect("URL"),
-                    timezone: TimeZoneName::utc(),
-                    csv_header: false,
-                    created_at: at(base + i64::from(i)),
-                    idempotency: None,
-                };
+                let job = dev_job(i, at(base), at(base + 1000), at(base + i64::from(i)));
                 store.create_job(&job, 100).await
             })
         })
@@ -169,6 +137,27 @@ fn store_sql_columns_match_the_record_columns() {
             snake.push(c.to_ascii_lowercase());
         }
         assert_eq!(*sql, snake);
+    }
+}
+
+/// A job of the developer `dev` over `[begin, end)`, its id made of `i`.
+fn dev_job(i: u8, begin: Timestamp, end: Timestamp, created_at: Timestamp) -> NewJob {
+    let id = ResponseId::from_bytes([i; 16]);
+    NewJob {
+        file_name: ZipFileName::new(jiff::civil::date(2024, 5, 1), &id),
+        response_id: id,
+        query: RecordQuery {
+            developer_id: AppId::parse("dev").expect("app id"),
+            begin,
+            end,
+            account_id: None,
+            agent_id: None,
+        },
+        callback_url: CallbackUrl::parse("https://example.com/cb").expect("URL"),
+        timezone: TimeZoneName::utc(),
+        csv_header: false,
+        created_at,
+        idempotency: None,
     }
 }
 
