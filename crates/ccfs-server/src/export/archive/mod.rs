@@ -39,7 +39,7 @@ mod writer;
 
 /// Records per batch sent from the async side when the store streams records: large enough that
 /// the channel costs nothing per record, small enough that a batch is a few hundred kilobytes.
-pub const BATCH: usize = 1024;
+const BATCH: usize = 1024;
 /// Batches in flight between the async side and the reading thread.
 const CHANNEL_BATCHES: usize = 4;
 /// Most deflating threads of one export, however many cores there are.

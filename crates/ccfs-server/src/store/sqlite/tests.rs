@@ -209,21 +209,27 @@ async fn store_open_creates_and_reopens() {
     assert_eq!(got.len(), 1, "the data survived the reopen");
 }
 
+/// The lines of an `EXPLAIN QUERY PLAN` query's answer.
+async fn plan_of<'q>(
+    store: &SqliteStore,
+    explain: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> Vec<String> {
+    explain
+        .fetch_all(&store.reader)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+        .collect()
+}
+
 /// The stored versions of a chunk cost one lookup in the `(developer_id, id)` index per
 /// record: the pairs are the outer loop, the records table is never scanned.
 #[tokio::test]
 async fn store_version_lookup_uses_the_unique_index() {
     let (_dir, store) = fresh().await;
     let sql = format!("EXPLAIN QUERY PLAN {}", stored_sql());
-    let plan: Vec<String> = sqlx::query(&sql)
-        .bind("d")
-        .bind("x")
-        .fetch_all(&store.reader)
-        .await
-        .expect("explain")
-        .iter()
-        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
-        .collect();
+    let plan = plan_of(&store, sqlx::query(&sql).bind("d").bind("x")).await;
     // The unique constraint's automatic index (its number depends on the table's other keys).
     assert_eq!(plan.len(), 1, "{plan:?}");
     assert!(
@@ -259,14 +265,7 @@ async fn store_export_query_reads_in_index_order() {
         if let Some(a) = agent {
             explain = explain.bind(a);
         }
-        let plan: Vec<String> = explain
-            .fetch_all(&store.reader)
-            .await
-            .expect("explain")
-            .iter()
-            .map(|r| r.try_get::<String, _>("detail").expect("detail"))
-            .collect();
-        let plan = plan.join("\n");
+        let plan = plan_of(&store, explain).await.join("\n");
         assert!(
             plan.contains("USING PRIMARY KEY (developer_id=? AND begin_time>? AND begin_time<?)"),
             "{plan}"
