@@ -9,7 +9,11 @@ use serde_json::{Map, Value};
 
 use crate::codes::ResultCode;
 use crate::ids::AppId;
-use crate::time::{parse_local, to_instant, to_local, write_local};
+use crate::time::{parse_local, to_instant, to_local};
+
+mod csv_row;
+
+pub use csv_row::{push_csv_header, push_csv_row};
 
 /// One column of the export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,19 +212,15 @@ impl Record {
         }
     }
 
-    /// Writes the record as one CSV row, times in `tz`.
-    pub fn write_csv<W: io::Write>(
-        &self,
-        w: &mut csv::Writer<W>,
-        tz: &TimeZone,
-    ) -> csv::Result<()> {
-        write_csv_row(
-            w,
+    /// Appends the record as one CSV row, times in `tz` (see [`push_csv_row`]).
+    pub fn push_csv(&self, out: &mut Vec<u8>, tz: &TimeZone) {
+        push_csv_row(
+            out,
             self.texts().map(str::as_bytes),
             self.begin_time,
             self.end_time,
             tz,
-        )
+        );
     }
 
     /// The record as a JSON object keyed by column names, times in `tz` (the JSONL import form).
@@ -238,36 +238,6 @@ impl Record {
         }
         m
     }
-}
-
-/// Writes one export row from a record's 19 texts (in [`TEXT_COLUMNS`] order) and its times,
-/// shown in `tz`. The one encoder of every export: a [`Record`], or a store's columns read
-/// without building one.
-pub fn write_csv_row<W: io::Write>(
-    w: &mut csv::Writer<W>,
-    t: [&[u8]; 19],
-    begin_time: Timestamp,
-    end_time: Timestamp,
-    tz: &TimeZone,
-) -> csv::Result<()> {
-    let mut begin = [0u8; 19];
-    let mut end = [0u8; 19];
-    write_local(to_local(begin_time, tz), &mut begin);
-    write_local(to_local(end_time, tz), &mut end);
-    let row: [&[u8]; 21] = [
-        t[0], t[1], t[2], t[3], t[4], t[5], t[6], &begin, &end, t[7], t[8], t[9], t[10], t[11],
-        t[12], t[13], t[14], t[15], t[16], t[17], t[18],
-    ];
-    w.write_record(row)
-}
-
-/// The CSV writer every export uses: comma, RFC 4180 quoting where needed, `\n` line ends.
-pub fn csv_writer<W: io::Write>(w: W) -> csv::Writer<W> {
-    csv::WriterBuilder::new()
-        .has_headers(false)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .quote_style(csv::QuoteStyle::Necessary)
-        .from_writer(w)
 }
 
 /// The CSV reader for the export layout (no header row expected; see [`is_header_row`]).
@@ -517,9 +487,8 @@ mod tests {
     fn csv_round_trip_with_awkward_values() {
         let tz = TimeZone::get("America/New_York").unwrap();
         let rec = raw().validate(&tz).unwrap();
-        let mut w = csv_writer(Vec::new());
-        rec.write_csv(&mut w, &tz).unwrap();
-        let bytes = w.into_inner().unwrap();
+        let mut bytes = Vec::new();
+        rec.push_csv(&mut bytes, &tz);
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(
             "r1,dev1,\"acc, \"\"quoted\"\"\",1001,,7,\"call\n1\",2024-05-01 10:00:00,"
@@ -539,9 +508,8 @@ mod tests {
     fn in_place_forms_match_the_allocating_ones() {
         let tz = TimeZone::get("America/New_York").unwrap();
         let want = raw().validate(&tz).unwrap();
-        let mut w = csv_writer(Vec::new());
-        want.write_csv(&mut w, &tz).unwrap();
-        let bytes = w.into_inner().unwrap();
+        let mut bytes = Vec::new();
+        want.push_csv(&mut bytes, &tz);
         let row = csv_reader(bytes.as_slice())
             .records()
             .next()

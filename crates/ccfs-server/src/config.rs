@@ -84,7 +84,9 @@ pub struct Config {
     pub max_downloads: u32,
     /// Rows per CSV part.
     pub rows_per_file: u64,
-    /// Deflate level 0–9 of the zip entries.
+    /// Deflate level 0–9 of the zip entries (0 stores them uncompressed). The default is 5:
+    /// on export CSV, level 5 of the deflate library (its shorter match search) costs about 30%
+    /// less CPU than level 6 for zips about 0.5% larger (issue 10's measurements).
     pub compression_level: u32,
     /// Export jobs run at once by this process; 0 makes an API-only node.
     pub export_workers: u32,
@@ -166,7 +168,7 @@ impl Default for Config {
             max_active_jobs: 10,
             max_downloads: 4,
             rows_per_file: 100_000,
-            compression_level: 6,
+            compression_level: 5,
             export_workers: 1,
             node_name: None,
             job_lease_secs: 60,

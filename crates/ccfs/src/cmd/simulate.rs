@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use ccfs_protocol::record::csv_writer;
 use ccfs_protocol::{AppId, Record};
 use ccfs_server::{Config, Core, OnConflict, Store};
 use jiff::civil::Date;
@@ -119,15 +118,17 @@ fn write_file(
     let mut tally = Tally::default();
     match format {
         Format::Csv => {
-            let mut w = csv_writer(&mut out);
+            // One row at a time through a reused buffer: the encoder appends to a `Vec`.
+            let mut row = Vec::with_capacity(512);
             for r in sim {
-                r.write_csv(&mut w, tz).with_context(cannot)?;
+                row.clear();
+                r.push_csv(&mut row, tz);
+                out.write_all(&row).with_context(cannot)?;
                 tally.add(&r);
                 if tally.records % TICK == 0 {
                     bar.set_position(tally.records);
                 }
             }
-            w.flush().with_context(cannot)?;
         }
         Format::Jsonl => {
             for r in sim {

@@ -3,7 +3,7 @@
 //! the deflating threads ([`super::deflate`]). Runs on the thread that reads the rows, so a
 //! store that hands over borrowed columns ([`RowSink`]) costs no allocation per record.
 
-use ccfs_protocol::record::{csv_writer, write_csv_row, COLUMNS};
+use ccfs_protocol::record::{push_csv_header, push_csv_row};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,8 @@ use crate::store::{RowSink, Stop};
 
 /// The CSV side of an export.
 pub(super) struct Encoder {
-    csv: csv::Writer<Vec<u8>>,
+    /// The current piece's CSV so far.
+    csv: Vec<u8>,
     /// The end of the previous piece of the current part: the next piece's window.
     window: Vec<u8>,
     pieces: Pieces,
@@ -40,13 +41,9 @@ pub(super) enum Stopped {
 }
 
 impl Encoder {
-    pub(super) fn new(
-        s: &ZipSettings,
-        pieces: Pieces,
-        cancel: CancellationToken,
-    ) -> Result<Self, ExportError> {
+    pub(super) fn new(s: &ZipSettings, pieces: Pieces, cancel: CancellationToken) -> Self {
         let mut encoder = Self {
-            csv: piece_writer(),
+            csv: piece_buffer(),
             window: Vec::new(),
             pieces,
             timezone: s.timezone.clone(),
@@ -58,8 +55,8 @@ impl Encoder {
             cancel,
             stopped: None,
         };
-        encoder.start_part()?;
-        Ok(encoder)
+        encoder.start_part();
+        encoder
     }
 
     /// Ends the last part and tells the threads the export is complete; returns the records and
@@ -79,11 +76,10 @@ impl Encoder {
         Stop
     }
 
-    fn start_part(&mut self) -> Result<(), ExportError> {
+    fn start_part(&mut self) {
         if self.header {
-            self.csv.write_record(COLUMNS.iter().map(|c| c.name))?;
+            push_csv_header(&mut self.csv);
         }
-        Ok(())
     }
 
     fn row_at(&mut self, texts: [&[u8]; 19], begin: i64, end: i64) -> Result<(), Stopped> {
@@ -94,18 +90,17 @@ impl Encoder {
                 .checked_add(1)
                 .ok_or_else(|| Stopped::Failed(ExportError::Writer("too many CSV parts".into())))?;
             self.in_part = 0;
-            self.start_part().map_err(Stopped::Failed)?;
+            self.start_part();
         }
         let time = |s: i64, what: &str| {
             Timestamp::from_second(s)
                 .map_err(|e| Stopped::Failed(corrupt(format_args!("record {what}: {e}")).into()))
         };
         let (begin, end) = (time(begin, "begin_time")?, time(end, "end_time")?);
-        write_csv_row(&mut self.csv, texts, begin, end, &self.timezone)
-            .map_err(|e| Stopped::Failed(e.into()))?;
+        push_csv_row(&mut self.csv, texts, begin, end, &self.timezone);
         self.in_part += 1;
         self.total += 1;
-        if self.csv.get_ref().len() >= PIECE {
+        if self.csv.len() >= PIECE {
             self.cut(false)?;
         }
         Ok(())
@@ -117,11 +112,8 @@ impl Encoder {
         if self.cancel.is_cancelled() {
             return Err(Stopped::Failed(ExportError::Cancelled));
         }
-        // A fresh CSV writer per piece: `into_inner` is how csv hands over its bytes.
-        let full = std::mem::replace(&mut self.csv, piece_writer());
-        let data = full
-            .into_inner()
-            .map_err(|e| Stopped::Failed(ExportError::Io(e.into_error())))?;
+        // A fresh buffer per piece: the piece's goes to a deflating thread.
+        let data = std::mem::replace(&mut self.csv, piece_buffer());
         // This piece's window is the end of the previous one; the next one's is the end of
         // this one (topped up from this window when the piece is shorter than a window).
         let window = std::mem::take(&mut self.window);
@@ -141,9 +133,9 @@ impl Encoder {
     }
 }
 
-/// The CSV writer of one piece, with room for a piece and the row that passes its end.
-fn piece_writer() -> csv::Writer<Vec<u8>> {
-    csv_writer(Vec::with_capacity(PIECE + PIECE / 4))
+/// The buffer of one piece, with room for a piece and the row that passes its end.
+fn piece_buffer() -> Vec<u8> {
+    Vec::with_capacity(PIECE + PIECE / 4)
 }
 
 impl RowSink for Encoder {

@@ -230,7 +230,7 @@ fn encode(
     pieces: deflate::Pieces,
     cancel: CancellationToken,
 ) -> Result<(u64, u32), Stopped> {
-    let mut encoder = Encoder::new(s, pieces, cancel).map_err(Stopped::Failed)?;
+    let mut encoder = Encoder::new(s, pieces, cancel);
     match reader {
         Reader::Direct(read) => read(&mut encoder).map_err(|e| Stopped::Failed(e.into()))?,
         Reader::Fed(mut rx) => loop {
