@@ -65,8 +65,6 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("writing the zip: {0}")]
     Zip(#[from] rawzip::Error),
-    #[error("writing a CSV row: {0}")]
-    Csv(#[from] csv::Error),
     /// The zip writer thread ended abnormally (a panic, or the runtime shutting down).
     #[error("zip writer: {0}")]
     Writer(String),
@@ -96,7 +94,6 @@ impl ExportError {
             ExportError::Blob(_) => "The export could not be stored in the file store.".into(),
             ExportError::Io(_)
             | ExportError::Zip(_)
-            | ExportError::Csv(_)
             | ExportError::Writer(_)
             | ExportError::Aborted
             | ExportError::Json(_) => "The export file could not be written.".into(),
