@@ -477,12 +477,14 @@ with the client SDK; waits for the callback; downloads the zip and checks its SH
 it and checks that its CSV rows are exactly the simulated records; then stops the server.
 
 The summary shows the records by operation type, the agents, the time range, the file's
-name, size and SHA-256, how long each step took, and where the files are. The demo never
-touches the configured store or server. Its data directory is kept so the files can be
-looked at; the summary says how to remove it. Exit status 0 when every check held.",
+name, size and SHA-256, and how long each step took. The demo never touches the configured
+store or server. Its temporary data directory is removed at the end, also when a check
+fails, unless --keep is given: then the summary says where the files are and how to remove
+them. A directory given with --data-dir is always kept. Exit status 0 when every check held.",
     after_help = "\
 Examples:
   ccfs demo
+  ccfs demo --keep                 # look at the database, the zip and its CSV afterwards
   ccfs demo --data-dir ./demo-data
   ccfs demo --json | jq .byOpType"
 )]
@@ -490,6 +492,9 @@ pub struct DemoArgs {
     /// Use (and keep) this data directory instead of a new temporary one.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the temporary data directory (the summary says where it is).
+    #[arg(long)]
+    pub keep: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
