@@ -86,6 +86,10 @@ fn every_command_has_help_with_examples() {
         &["app", "disable"],
         &["app", "enable"],
         &["import"],
+        &["simulate"],
+        &["demo"],
+        &["completions"],
+        &["man"],
     ];
     for c in commands {
         let mut args = c.to_vec();
