@@ -533,6 +533,91 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// `docs/ccfs.example.toml`, the example configuration of the README.
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ccfs.example.toml");
+
+    /// Every key of [`Config`], read off the struct itself: its serialized defaults, with the
+    /// keys without a default as `null`.
+    fn struct_keys() -> (Vec<String>, Vec<String>) {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let object = defaults.as_object().unwrap();
+        let all: Vec<String> = object.keys().cloned().collect();
+        let without_default = object
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k.clone())
+            .collect();
+        (all, without_default)
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_example_file_has_every_key_with_its_default() {
+        let text = std::fs::read_to_string(EXAMPLE).unwrap();
+        let (all, without_default) = struct_keys();
+        // Set keys are the file's TOML keys; commented ones are `# key = example` lines.
+        let set: Vec<String> = text
+            .parse::<toml::Table>()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let commented: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ")?.split_once(" = "))
+            .map(|(k, _)| k.to_owned())
+            .filter(|k| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .collect();
+        let mut listed = set.clone();
+        listed.extend(commented.iter().cloned());
+        assert_eq!(
+            sorted(listed),
+            sorted(all.clone()),
+            "docs/ccfs.example.toml must list every key of Config once"
+        );
+        assert_eq!(
+            sorted(commented.clone()),
+            sorted(without_default),
+            "exactly the keys without a default are commented out"
+        );
+        // Read as a configuration, it is the defaults.
+        let example = Config::load_with(Some(Path::new(EXAMPLE)), |_| None).unwrap();
+        assert_eq!(example, Config::default());
+        // Its commented examples are valid values too.
+        let dir = tempfile::tempdir().unwrap();
+        let uncommented = dir.path().join("all.toml");
+        let all_set: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if commented
+                        .iter()
+                        .any(|k| rest.starts_with(&format!("{k} = "))) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&uncommented, all_set).unwrap();
+        let c = Config::load_with(Some(&uncommented), |_| None).unwrap();
+        let shown = serde_json::to_value(&c).unwrap();
+        for k in &commented {
+            assert!(!shown[k].is_null(), "{k}");
+        }
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        let env_keys: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
+        assert_eq!(sorted(env_keys), sorted(struct_keys().0));
+    }
+
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();

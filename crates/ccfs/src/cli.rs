@@ -26,7 +26,9 @@ Examples:
   ccfs app create --name \"Acme CC\" --account acme01 --timezone Asia/Shanghai
   ccfs import records.csv --app 0123456789abcdef0123456789abcdef
   ccfs simulate --app 0123456789abcdef0123456789abcdef --agents 20 --days 7
-  ccfs client fetch --ca-cert ccfs-data/tls/cert.pem --begin 2024-05-01 --end 2024-05-02 --extract"
+  ccfs client fetch --ca-cert ccfs-data/tls/cert.pem --begin 2024-05-01 --end 2024-05-02 --extract
+  ccfs completions bash > /etc/bash_completion.d/ccfs
+  ccfs man --out /usr/local/share/man/man1"
 )]
 pub struct Cli {
     /// TOML configuration file (its keys are the CCFS_* names in lower case, without the prefix).
@@ -47,6 +49,8 @@ pub enum Command {
     MigrateStore(MigrateStoreArgs),
     Demo(DemoArgs),
     Client(Box<crate::cmd::client::args::ClientArgs>),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 /// `ccfs serve`.
@@ -477,12 +481,14 @@ with the client SDK; waits for the callback; downloads the zip and checks its SH
 it and checks that its CSV rows are exactly the simulated records; then stops the server.
 
 The summary shows the records by operation type, the agents, the time range, the file's
-name, size and SHA-256, how long each step took, and where the files are. The demo never
-touches the configured store or server. Its data directory is kept so the files can be
-looked at; the summary says how to remove it. Exit status 0 when every check held.",
+name, size and SHA-256, and how long each step took. The demo never touches the configured
+store or server. Its temporary data directory is removed at the end, also when a check
+fails, unless --keep is given: then the summary says where the files are and how to remove
+them. A directory given with --data-dir is always kept. Exit status 0 when every check held.",
     after_help = "\
 Examples:
   ccfs demo
+  ccfs demo --keep                 # look at the database, the zip and its CSV afterwards
   ccfs demo --data-dir ./demo-data
   ccfs demo --json | jq .byOpType"
 )]
@@ -490,7 +496,50 @@ pub struct DemoArgs {
     /// Use (and keep) this data directory instead of a new temporary one.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the temporary data directory (the summary says where it is).
+    #[arg(long)]
+    pub keep: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ccfs completions`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Print the shell completion script of ccfs for bash, zsh, fish or PowerShell",
+    after_help = "\
+The script is generated from this very command line, so it always knows every command and
+flag of this version. Write it where the shell looks for completions, or source it.
+
+Examples:
+  ccfs completions bash > ~/.local/share/bash-completion/completions/ccfs
+  ccfs completions zsh > \"${fpath[1]}/_ccfs\"
+  ccfs completions fish > ~/.config/fish/completions/ccfs.fish
+  ccfs completions powershell >> $PROFILE"
+)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `ccfs man`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Write the manual pages of ccfs (roff), generated from the command line",
+    after_help = "\
+Without --out, prints the page of ccfs itself (ccfs.1) on stdout. With --out, writes ccfs.1 and
+one page per command and subcommand (ccfs-serve.1, ccfs-app-create.1, ...) into DIR, creating
+it, and prints the files' paths.
+
+Examples:
+  ccfs man | man -l -
+  ccfs man --out /usr/local/share/man/man1 && mandb
+  ccfs man --out ./man && man -l ./man/ccfs-import.1"
+)]
+pub struct ManArgs {
+    /// Write every page into this directory instead of ccfs.1 on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -1,9 +1,11 @@
 //! Progress bars on stderr, drawn only when stderr is a terminal: piped or redirected output
-//! stays quiet; and the one way the commands write a count (`1,234,567`).
+//! stays quiet. Their rates are written as [`crate::numbers::rate`] writes them.
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::numbers;
 
 /// Whether progress should be drawn at all.
 fn visible() -> bool {
@@ -17,9 +19,9 @@ pub fn rows(label: String) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {msg}  {human_pos} rows ({per_sec}) {elapsed}")
+        ProgressStyle::with_template("{spinner} {msg}  {human_pos} rows ({rate}) {elapsed}")
     {
-        bar.set_style(style);
+        bar.set_style(with_rate(style));
     }
     bar.set_message(label);
     bar
@@ -32,23 +34,21 @@ pub fn bar(label: String, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "{msg} [{wide_bar}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
+        "{msg} [{wide_bar}] {human_pos}/{human_len} rows ({rate}, eta {eta})",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(with_rate(style).progress_chars("=> "));
     }
     bar.set_message(label);
     bar
 }
 
-/// `1234567` as `1,234,567`: how every command writes a count for people.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+/// Adds `{rate}`: indicatif's own `{per_sec}` shows four decimals (`45678.1234/s`).
+fn with_rate(style: ProgressStyle) -> ProgressStyle {
+    style.with_key(
+        "rate",
+        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            // A progress line that cannot be drawn is no reason to stop the work.
+            let _ = w.write_str(&numbers::rate(state.per_sec()));
+        },
+    )
 }

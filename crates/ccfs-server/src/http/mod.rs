@@ -1,6 +1,7 @@
 //! The HTTP interfaces: one file per interface, an auth extractor that yields the verified
 //! developer ([`auth::Signed`]), and one error type ([`error::HttpError`]) that renders the SPEC
-//! envelope and status.
+//! envelope and status. [`routes`] is the one list of every route, which builds the router and
+//! which the OpenAPI description ([`openapi`]) is checked against.
 
 pub mod auth;
 mod body;
@@ -9,11 +10,14 @@ pub mod error;
 pub mod generate;
 pub mod health;
 pub mod import;
+pub mod openapi;
 pub mod status;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use ccfs_protocol::paths;
 use serde_json::{Map, Value};
@@ -44,15 +48,58 @@ fn body_limit(path: &str) -> usize {
 
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(paths::GENERATE, post(generate::handle))
-        .route(paths::DOWNLOAD, post(download::handle))
-        .route(paths::STATUS, post(status::handle))
-        .route(paths::IMPORT, post(import::handle))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .with_state(state)
+}
+
+/// Every route's method and path: what the router serves, for the OpenAPI test.
+#[cfg(test)]
+pub fn routes() -> impl Iterator<Item = (Method, &'static str)> {
+    table().into_iter().map(|r| (r.method, r.path))
+}
+
+/// One route: its method and path, and its handler for that method.
+struct Route {
+    /// Also in `handler`, which cannot tell it; read by [`routes`], in tests only.
+    #[cfg_attr(not(test), expect(dead_code))]
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+impl Route {
+    fn get<H: Handler<T, Arc<AppState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            handler: get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, Arc<AppState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self {
+            method: Method::POST,
+            path,
+            handler: post(handler),
+        }
+    }
+}
+
+/// The routes, each named once with its method: the router and [`routes`] both read this, so
+/// no route can be served without the OpenAPI test seeing it.
+fn table() -> [Route; 8] {
+    [
+        Route::post(paths::GENERATE, generate::handle),
+        Route::post(paths::DOWNLOAD, download::handle),
+        Route::post(paths::STATUS, status::handle),
+        Route::post(paths::IMPORT, import::handle),
+        Route::get("/healthz", health::healthz),
+        Route::get("/readyz", health::readyz),
+        Route::get("/metrics", health::metrics),
+        Route::get(openapi::PATH, openapi::serve),
+    ]
 }
 
 /// Opens a signed request's body: a content type other than JSON, or a body that is not the

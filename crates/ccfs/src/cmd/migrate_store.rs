@@ -9,7 +9,7 @@ use ccfs_server::{migrate_store, Config, MigratePlan, MigrateReport, Progress};
 use indicatif::ProgressBar;
 
 use crate::cli::MigrateStoreArgs;
-use crate::progress;
+use crate::{numbers, progress};
 
 pub async fn run(config: Config, args: MigrateStoreArgs) -> anyhow::Result<()> {
     let plan = MigratePlan {
@@ -76,19 +76,19 @@ fn print_report(plan: &MigratePlan, report: &MigrateReport) {
         println!(
             "  {:<20} {:>12} {:>12} {:>12}",
             t.table,
-            progress::count(t.source),
-            progress::count(t.inserted),
-            progress::count(t.verified)
+            numbers::count(t.source),
+            numbers::count(t.inserted),
+            numbers::count(t.verified)
         );
     }
     match (&report.files, &plan.blobs) {
         (Some(f), Some((from, to))) => println!(
             "  files: {} of finished exports, {} copied ({} bytes) from {from} to {to}, {} already \
              there; every one matches its SHA-256",
-            progress::count(f.listed),
-            progress::count(f.copied),
-            progress::count(f.bytes_copied),
-            progress::count(f.present)
+            numbers::count(f.listed),
+            numbers::count(f.copied),
+            numbers::count(f.bytes_copied),
+            numbers::count(f.present)
         ),
         _ => println!(
             "  files: not copied (give --blobs-from and --blobs-to to bring the finished exports)"

@@ -1,10 +1,12 @@
-//! The commands: each one loads the layered configuration (all but `client` and `demo`), then
-//! does its work.
+//! The commands: each one loads the layered configuration (all but `client`, `demo`,
+//! `completions` and `man`), then does its work.
 
 mod app;
 pub(crate) mod client;
+mod completions;
 mod demo;
 mod import;
+mod man;
 mod migrate_store;
 mod serve;
 mod simulate;
@@ -16,11 +18,14 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command the user asked for.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Client commands talk to a server over the network, and the demo runs its own throw-away
-    // setup: neither reads the local configuration, so a broken one cannot stop them.
+    // Client commands talk to a server over the network, the demo runs its own throw-away
+    // setup, and completions and manual pages describe the command line: none reads the local
+    // configuration, so a broken one cannot stop them.
     let config = match cli.command {
         Command::Client(args) => return client::run(*args).await,
         Command::Demo(args) => return demo::run(args).await,
+        Command::Completions(args) => return completions::run(&args),
+        Command::Man(args) => return man::run(&args),
         _ => load_config(&cli)?,
     };
     match cli.command {
@@ -29,7 +34,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(config, args).await,
         Command::Simulate(args) => simulate::run(config, args).await,
         Command::MigrateStore(args) => migrate_store::run(config, args).await,
-        Command::Client(_) | Command::Demo(_) => unreachable!("handled above"),
+        Command::Client(_) | Command::Demo(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use jiff::Zoned;
 use serde::Serialize;
 
 use crate::cli::{Format, SimulateArgs};
+use crate::numbers::{count, counted};
 use crate::progress;
 use crate::simulate::{self as model, Params, Simulation};
 
@@ -219,15 +220,18 @@ fn print_summary(
         writeln!(out, "{text}")
     } else {
         let what = format!(
-            "{} records: {} agents x {} days from {start} ({zone}), seed {}",
-            tally.records, args.agents, args.days, args.seed
+            "{}: {} x {} from {start} ({zone}), seed {}",
+            counted(tally.records, "record", "records"),
+            counted(args.agents.into(), "agent", "agents"),
+            counted(args.days.into(), "day", "days"),
+            args.seed
         );
         let line = match &args.out {
             Some(path) => format!("{}: {what}", path.display()),
             None => format!(
                 "{what}; {} inserted, {} already present",
-                tally.inserted,
-                tally.records - tally.inserted
+                count(tally.inserted),
+                count(tally.records - tally.inserted)
             ),
         };
         writeln!(out, "{line}").and_then(|()| {
@@ -235,7 +239,7 @@ fn print_summary(
             let mut ops: Vec<_> = tally.by_op_type.iter().collect();
             ops.sort_by_key(|(op, _)| op.parse::<i64>().unwrap_or(i64::MAX));
             for (op, n) in ops {
-                writeln!(out, "  {op:>2} {:<18} {n:>9}", model::op_name(op))?;
+                writeln!(out, "  {op:>2} {:<18} {:>9}", model::op_name(op), count(*n))?;
             }
             Ok(())
         })

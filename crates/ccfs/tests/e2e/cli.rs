@@ -63,9 +63,11 @@ fn row(id: &str, dev: &str) -> String {
     format!("{id},{dev},acc1,1001,,,,2024-05-01 10:00:00,2024-05-01 10:05:00,4,,,,,,,,,,,\n")
 }
 
+/// The summary line of one imported file: `1 record` but `3 records`.
 fn summary(file: &str, records: u64, inserted: u64) -> String {
+    let noun = if records == 1 { "record" } else { "records" };
     format!(
-        "{file}: {records} records, {inserted} inserted, {} already present\n",
+        "{file}: {records} {noun}, {inserted} inserted, {} already present\n",
         records - inserted
     )
 }
@@ -84,6 +86,10 @@ fn every_command_has_help_with_examples() {
         &["app", "disable"],
         &["app", "enable"],
         &["import"],
+        &["simulate"],
+        &["demo"],
+        &["completions"],
+        &["man"],
     ];
     for c in commands {
         let mut args = c.to_vec();

@@ -58,6 +58,7 @@ fn the_demo_succeeds_and_its_summary_holds() {
     assert_eq!(u(&v, "agentsSimulated"), 50);
     assert_eq!(v["callbackVerified"], true);
     assert_eq!(v["checksumVerified"], true);
+    assert_eq!(v["kept"], true, "a --data-dir is the user's and stays");
     assert_eq!(s(&v, "timezone"), "Europe/Berlin");
 
     let ops = v["byOpType"].as_array().expect("byOpType");
@@ -111,8 +112,18 @@ fn the_demo_succeeds_and_its_summary_holds() {
     assert!(!tmp.path().join("configured-store").exists());
 }
 
+/// The demo's directories left under `tmp` (the demo's TMPDIR).
+fn demo_dirs(tmp: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tmp)
+        .expect("list temp dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ccfs-demo-"))
+        .map(|e| e.path())
+        .collect()
+}
+
 #[test]
-fn the_default_demo_prints_a_summary_for_people() {
+fn the_default_demo_prints_a_summary_for_people_and_removes_its_directory() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let text = ok(demo(tmp.path(), &[]));
     for part in [
@@ -123,18 +134,37 @@ fn the_default_demo_prints_a_summary_for_people() {
         "Steps",
         "total",
         "SHA-256",
-        "downloaded zip",
-        "rm -rf",
+        "50 agents on",
+        "removed with the temporary directory",
+        "--keep",
     ] {
         assert!(text.contains(part), "missing {part:?} in\n{text}");
     }
-    // A fresh directory under the temporary directory (TMPDIR), kept for the user.
-    let kept: Vec<_> = std::fs::read_dir(tmp.path())
-        .expect("list temp dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("ccfs-demo-"))
-        .collect();
-    assert_eq!(kept.len(), 1, "{text}");
-    assert!(kept[0].path().join("downloads").is_dir());
+    // Counts for people: thousands separators (one day of 50 agents is over 1,000 records).
+    let simulated = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("simulated"))
+        .expect("the simulated line");
+    assert!(
+        simulated.contains(',') && simulated.contains(" records,"),
+        "{simulated}"
+    );
+    assert!(!text.contains("rm -rf"), "{text}");
+    assert!(demo_dirs(tmp.path()).is_empty(), "{text}");
     assert!(!tmp.path().join("configured-store").exists());
+}
+
+#[test]
+fn the_demo_keeps_its_directory_with_keep_and_says_where() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let text = ok(demo(tmp.path(), &["--keep"]));
+    let kept = demo_dirs(tmp.path());
+    assert_eq!(kept.len(), 1, "{text}");
+    assert!(kept[0].join("downloads").is_dir());
+    let dir = kept[0].canonicalize().expect("the kept directory");
+    assert!(
+        text.contains(&format!("rm -rf '{}'", dir.display())),
+        "{text}"
+    );
+    assert!(text.contains("downloaded zip"), "{text}");
 }

@@ -26,6 +26,7 @@ mod nodes;
 // The `ccfs` command.
 mod cli;
 mod cli_client;
+mod conventions;
 mod demo;
 mod errors;
 mod simulate;

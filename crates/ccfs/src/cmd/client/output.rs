@@ -13,6 +13,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::numbers::{count, counted};
+
 /// Where results go and in which form.
 #[derive(Debug, Clone, Copy)]
 pub struct Out {
@@ -69,9 +71,9 @@ impl Out {
                     lines.push(format!("{k:<12} {v}"));
                 }
             };
-            opt("records:", s.record_count.map(|n| n.to_string()));
-            opt("csv files:", s.file_count.map(|n| n.to_string()));
-            opt("size:", s.file_size.map(|n| format!("{n} bytes")));
+            opt("records:", s.record_count.map(count));
+            opt("csv files:", s.file_count.map(|n| count(n.into())));
+            opt("size:", s.file_size.map(|n| counted(n, "byte", "bytes")));
             opt("sha256:", s.sha256.clone());
             opt("created:", Some(s.created_at.clone()));
             opt("finished:", s.finished_at.clone());
@@ -79,7 +81,11 @@ impl Out {
             opt(
                 "callback:",
                 s.callback.as_ref().map(|c| {
-                    let mut t = format!("{} after {} attempt(s)", c.state, c.attempts);
+                    let mut t = format!(
+                        "{} after {}",
+                        c.state,
+                        counted(c.attempts.into(), "attempt", "attempts")
+                    );
                     if let Some(e) = &c.last_error {
                         t.push_str(&format!(" (last error: {e})"));
                     }
@@ -119,13 +125,13 @@ impl Out {
                 "the server sent no checksum"
             };
             let mut t = format!(
-                "{}  {} bytes  sha256 {}  ({check})",
+                "{}  {}  sha256 {}  ({check})",
                 got.path.display(),
-                got.size,
+                counted(got.size, "byte", "bytes"),
                 got.sha256
             );
             if let Some(n) = records {
-                t.push_str(&format!("\nrecords: {n}"));
+                t.push_str(&format!("\nrecords: {}", count(n)));
             }
             for f in extracted {
                 t.push_str(&format!("\n  {f}"));

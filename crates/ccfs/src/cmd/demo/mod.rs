@@ -10,7 +10,9 @@
 //! summary. Any mismatch is an error (exit status 1).
 //!
 //! The demo ignores the configured store and server on purpose: it must never write into a
-//! real installation. Its data directory is kept afterwards so the files can be looked at.
+//! real installation. A temporary data directory is removed at the end, whatever the outcome,
+//! unless `--keep` asks to look at its files; a directory given with `--data-dir` is the
+//! user's and always stays.
 
 mod export;
 mod receiver;
@@ -50,6 +52,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(d) => (d.clone(), true),
         None => (fresh_dir(), false),
     };
+    let keep = chosen || args.keep;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
@@ -71,10 +74,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let base_url = server.base_url();
     server.shutdown().await;
     steps.done("stop the server", t);
-    let mut report = outcome?;
+    if !keep {
+        // Only after the server stopped: nothing writes into the directory any more.
+        std::fs::remove_dir_all(&data_dir).with_context(|| {
+            format!("cannot remove the demo's directory {}", data_dir.display())
+        })?;
+    }
+    let mut report = outcome.map_err(|e| match keep {
+        true => e.context(format!("the demo's files are in {}", data_dir.display())),
+        false => e.context("the demo failed (run it again with --keep to look at its files)"),
+    })?;
     report.server = base_url;
     report.data_dir = data_dir.display().to_string();
     report.data_dir_chosen = chosen;
+    report.kept = keep;
     report.steps = steps.0;
     report.total_ms = ms(started.elapsed());
     if args.json {
@@ -228,6 +241,7 @@ async fn flow(
         server: String::new(),
         data_dir: String::new(),
         data_dir_chosen: false,
+        kept: false,
         app_id,
         ingest_app_id: ingest_app.app_id.to_string(),
         timezone: TIMEZONE,

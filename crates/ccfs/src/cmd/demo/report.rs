@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::tally::OpCount;
 use super::Step;
-use crate::progress::count;
+use crate::numbers::{count, counted};
 
 /// The summary: printed for people, or as one JSON object with `--json`.
 #[derive(Serialize)]
@@ -15,6 +15,9 @@ pub(super) struct Report {
     /// Whether the directory was given with `--data-dir`.
     #[serde(skip)]
     pub(super) data_dir_chosen: bool,
+    /// Whether the data directory is still there (`--keep` or `--data-dir`); when not, the
+    /// paths below name files that were removed.
+    pub(super) kept: bool,
     pub(super) app_id: String,
     pub(super) ingest_app_id: String,
     pub(super) timezone: &'static str,
@@ -68,11 +71,11 @@ impl Report {
             )?;
             writeln!(
                 s,
-                "  simulated       {} agents on {} (seed {}): {} records, {} imported",
-                self.agents_simulated,
+                "  simulated       {} on {} (seed {}): {}, {} imported",
+                counted(self.agents_simulated.into(), "agent", "agents"),
                 self.day,
                 self.seed,
-                count(self.records_simulated),
+                counted(self.records_simulated, "record", "records"),
                 count(self.records_imported)
             )?;
             writeln!(
@@ -87,10 +90,10 @@ impl Report {
             )?;
             writeln!(
                 s,
-                "  file            {}, {} bytes, {} CSV file(s)",
+                "  file            {}, {}, {}",
                 self.file_name,
-                count(self.file_size),
-                self.csv_files.len()
+                counted(self.file_size, "byte", "bytes"),
+                counted(self.csv_files.len() as u64, "CSV file", "CSV files")
             )?;
             writeln!(
                 s,
@@ -104,7 +107,7 @@ impl Report {
                 count(self.record_count),
                 count(self.records_simulated)
             )?;
-            writeln!(s, "  agents          {}", self.agents)?;
+            writeln!(s, "  agents          {}", count(self.agents))?;
             writeln!(
                 s,
                 "  time range      {} to {} ({})",
@@ -128,6 +131,14 @@ impl Report {
             }
             writeln!(s, "  {:<52} {:>9}", "total", secs(self.total_ms))?;
             writeln!(s)?;
+            if !self.kept {
+                writeln!(
+                    s,
+                    "Files: removed with the temporary directory {} (keep them with --keep)",
+                    self.data_dir
+                )?;
+                return Ok(());
+            }
             writeln!(s, "Files")?;
             writeln!(
                 s,
@@ -139,7 +150,11 @@ impl Report {
                 writeln!(s, "  extracted CSV   {f}")?;
             }
             if !self.data_dir_chosen {
-                writeln!(s, "  remove them with: rm -rf '{}'", self.data_dir)?;
+                writeln!(
+                    s,
+                    "  kept (--keep); remove with: rm -rf '{}'",
+                    self.data_dir
+                )?;
             }
             Ok(())
         })();

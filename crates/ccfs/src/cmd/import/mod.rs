@@ -35,6 +35,7 @@ use serde::Serialize;
 use self::rows::Rows;
 use self::seen::{Seen, SeenIds};
 use crate::cli::{Format, ImportArgs};
+use crate::numbers::{count, counted};
 use crate::progress;
 
 pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
@@ -173,8 +174,8 @@ impl Conflicts {
                 ""
             };
             msg.push_str(&format!(
-                "; {} records of {file} conflict: {listed}{more}",
-                self.count
+                "; {} of {file} conflict: {listed}{more}",
+                counted(self.count, "record", "records")
             ));
         }
         msg
@@ -448,14 +449,13 @@ fn print_summary(
         writeln!(out, "{text}")
     } else {
         let mut line = format!(
-            "{file}: {records} records, {} inserted, {} already present",
-            outcome.inserted, outcome.already_present
+            "{file}: {}, {} inserted, {} already present",
+            counted(records, "record", "records"),
+            count(outcome.inserted),
+            count(outcome.already_present)
         );
         if outcome.conflicts > 0 {
-            let (noun, label) = match outcome.conflicts {
-                1 => ("conflict", "id"),
-                _ => ("conflicts", "ids"),
-            };
+            let label = if outcome.conflicts == 1 { "id" } else { "ids" };
             let what = match on_conflict {
                 OnConflict::Replace => "replaced",
                 _ => "skipped",
@@ -466,8 +466,8 @@ fn print_summary(
                 ""
             };
             line.push_str(&format!(
-                ", {} {noun} {what} ({label} {}{more})",
-                outcome.conflicts,
+                ", {} {what} ({label} {}{more})",
+                counted(outcome.conflicts, "conflict", "conflicts"),
                 ids.join(", ")
             ));
         }
