@@ -24,7 +24,12 @@ use crate::VERSION;
 
 /// Reads an import request body (see the module doc for the errors and their order).
 pub fn open_import(body: &[u8]) -> Result<ImportRequest, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // Checked once here rather than string by string as a parse of bytes would: a body that is
+    // not UTF-8 is no more JSON for the one than for the other (outside strings only ASCII is).
+    let Ok(body) = std::str::from_utf8(body) else {
+        return Err(ApiError::plain(ResultCode::NoBody));
+    };
+    let mut de = serde_json::Deserializer::from_str(body);
     let read = de.deserialize_map(EnvelopeVisitor).and_then(|e| {
         de.end()?;
         Ok(e)

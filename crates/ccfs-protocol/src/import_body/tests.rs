@@ -193,6 +193,30 @@ fn the_checks_come_in_the_specs_order_not_the_bodys() {
 }
 
 #[test]
+fn a_body_that_is_not_utf8_anywhere_is_no_body() {
+    let good = envelope(&format!(r#"{{"records":[{GOOD}],"x":"y"}}"#));
+    for (from, to) in [
+        ("y", &b"\xff"[..]),
+        ("r1", b"\xc3"),
+        ("}", b"}\x80"),
+        ("2.0", b"2.\xe9"),
+    ] {
+        let at = good.rfind(from).expect("in the body");
+        let body = [
+            good[..at].as_bytes(),
+            to,
+            good[at + from.len()..].as_bytes(),
+        ]
+        .concat();
+        assert_eq!(open_import(&body), Err(ApiError::plain(ResultCode::NoBody)));
+        assert_eq!(
+            open_request(&body).map(drop),
+            Err(ApiError::plain(ResultCode::NoBody))
+        );
+    }
+}
+
+#[test]
 fn too_many_records_are_too_long_whatever_they_hold() {
     let list = |n: usize, item: &str| vec![item; n].join(",");
     let body = envelope(&format!(
