@@ -77,11 +77,9 @@ fn repeated_keys_anywhere_are_no_body() {
         envelope(&format!(r#"{{"records":[{GOOD}],"x":1,"x":1}}"#)),
         envelope(r#"{"records":{"a":1,"a":1}}"#),
         envelope(r#"{"records":null,"onConflict":{"a":1,"a":1}}"#),
-        format!(r#"{{"request":{{"version":"2.0"}},"msgBody":[{{"a":1,"a":1}}]}}"#),
-        format!(
-            r#"{{"request":{{"version":"2.0"}},"request":{{"version":"2.0"}},"msgBody":{{}}}}"#
-        ),
-        format!(r#"{{"request":{{"version":"2.0"}},"msgBody":{{}},"msgBody":{{}}}}"#),
+        r#"{"request":{"version":"2.0"},"msgBody":[{"a":1,"a":1}]}"#.to_owned(),
+        r#"{"request":{"version":"2.0"},"request":{"version":"2.0"},"msgBody":{}}"#.to_owned(),
+        r#"{"request":{"version":"2.0"},"msgBody":{},"msgBody":{}}"#.to_owned(),
     ] {
         assert_eq!(code(both(&body)).code, ResultCode::NoBody, "{body}");
     }
@@ -178,8 +176,8 @@ fn the_checks_come_in_the_specs_order_not_the_bodys() {
     // Not JSON anywhere, even after a bad record: no body. A bad version comes next.
     let body = envelope(&format!(r#"{{"records":[{bad}]}}"#));
     assert_eq!(code(both(&format!("{body} x"))).code, ResultCode::NoBody);
-    let body = format!(r#"{{"msgBody":{{"records":[1]}},"request":{{"version":"2.00"}}}}"#);
-    assert_eq!(code(both(&body)).code, ResultCode::BadVersion);
+    let body = r#"{"msgBody":{"records":[1]},"request":{"version":"2.00"}}"#;
+    assert_eq!(code(both(body)).code, ResultCode::BadVersion);
     for body in [
         "",
         "[]",
@@ -203,9 +201,9 @@ fn a_body_that_is_not_utf8_anywhere_is_no_body() {
     ] {
         let at = good.rfind(from).expect("in the body");
         let body = [
-            good[..at].as_bytes(),
+            &good.as_bytes()[..at],
             to,
-            good[at + from.len()..].as_bytes(),
+            &good.as_bytes()[at + from.len()..],
         ]
         .concat();
         assert_eq!(open_import(&body), Err(ApiError::plain(ResultCode::NoBody)));
