@@ -30,7 +30,7 @@ pub fn from_str(text: &str) -> Result<Value, serde_json::Error> {
 /// Builds a `Value`, checking every object's keys as it goes: one map lookup per key, as
 /// serde_json's own `Value` does on insert.
 #[derive(Clone, Copy)]
-struct StrictValue;
+pub(crate) struct StrictValue;
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;

@@ -10,6 +10,7 @@
 //! - [`envelope`] — the `{"request":{"version":"2.0"},"msgBody":…}` request envelope and the
 //!   response envelope used for every JSON answer.
 //! - [`fields`] — staged validation of `msgBody` fields, in the order the SPEC fixes.
+//! - [`import_body`] — the import request read in one pass from its body bytes.
 //! - [`messages`] — the typed bodies of each interface (generate, download, status, import,
 //!   callback).
 //! - [`names`] — validated names: response ids, zip file names, CSV part names.
@@ -23,6 +24,7 @@ pub mod codes;
 pub mod envelope;
 pub mod fields;
 pub mod ids;
+pub mod import_body;
 pub mod json;
 pub mod messages;
 pub mod names;

@@ -143,33 +143,45 @@ pub struct ImportRequest {
     pub on_conflict: OnConflict,
 }
 
+/// `msgBody.records` of an import.
+pub(crate) const RECORDS: &str = "records";
+/// `msgBody.onConflict` of an import.
+pub(crate) const ON_CONFLICT: &str = "onConflict";
+
+/// The `onConflict` of an import `msgBody`: absent or null is `fail`, empty `0300002`, anything
+/// but one of the names `0300004`.
+pub(crate) fn on_conflict_of(body: &Map<String, Value>) -> Result<OnConflict, ApiError> {
+    // Longer than any valid value is a bad format, not "too long": the set of values is fixed.
+    match check(body, &[FieldSpec::optional(ON_CONFLICT, usize::MAX)])?[0] {
+        None => Ok(OnConflict::default()),
+        Some(s) => {
+            OnConflict::parse(s).ok_or_else(|| ApiError::new(ResultCode::BadFormat, ON_CONFLICT))
+        }
+    }
+}
+
 /// The import `msgBody`: shape-checked records, not yet validated (validation needs each
 /// developer's time zone), and `onConflict` (absent or null: `fail`). Errors name the record:
 /// `records[3].agent_id`. `records` is checked first (null, not an array, empty, too many),
 /// then `onConflict` (empty `0300002`, not one of `fail`, `skip`, `replace` `0300004`), then
 /// each record.
+///
+/// The server reads import bodies with [`crate::import_body::open_import`], which answers as
+/// this does after [`crate::envelope::open_request`] without building a `Value` per record.
 pub fn parse_import(mut body: Map<String, Value>) -> Result<ImportRequest, ApiError> {
-    const NAME: &str = "records";
-    const ON_CONFLICT: &str = "onConflict";
     // Taken out of the body, so that each record's strings move into it instead of being copied.
-    let list = match body.remove(NAME) {
-        None | Some(Value::Null) => return Err(ApiError::new(ResultCode::Null, NAME)),
+    let list = match body.remove(RECORDS) {
+        None | Some(Value::Null) => return Err(ApiError::new(ResultCode::Null, RECORDS)),
         Some(Value::Array(list)) => list,
-        Some(_) => return Err(ApiError::new(ResultCode::BadFormat, NAME)),
+        Some(_) => return Err(ApiError::new(ResultCode::BadFormat, RECORDS)),
     };
     if list.is_empty() {
-        return Err(ApiError::new(ResultCode::Empty, NAME));
+        return Err(ApiError::new(ResultCode::Empty, RECORDS));
     }
     if list.len() > MAX_IMPORT_RECORDS {
-        return Err(ApiError::new(ResultCode::TooLong, NAME));
+        return Err(ApiError::new(ResultCode::TooLong, RECORDS));
     }
-    // Longer than any valid value is a bad format, not "too long": the set of values is fixed.
-    let on_conflict = match check(&body, &[FieldSpec::optional(ON_CONFLICT, usize::MAX)])?[0] {
-        None => OnConflict::default(),
-        Some(s) => {
-            OnConflict::parse(s).ok_or_else(|| ApiError::new(ResultCode::BadFormat, ON_CONFLICT))?
-        }
-    };
+    let on_conflict = on_conflict_of(&body)?;
     let records = list
         .into_iter()
         .enumerate()
@@ -177,7 +189,7 @@ pub fn parse_import(mut body: Map<String, Value>) -> Result<ImportRequest, ApiEr
             Value::Object(obj) => RawRecord::from_json_object(obj).map_err(|e| record_error(i, &e)),
             _ => Err(ApiError::new(
                 ResultCode::BadFormat,
-                &format!("records[{i}]"),
+                &format!("{RECORDS}[{i}]"),
             )),
         })
         .collect::<Result<_, _>>()?;

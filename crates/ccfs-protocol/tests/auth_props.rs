@@ -664,7 +664,7 @@ fn verify_streaming(
     for p in parts {
         v.update(p);
     }
-    v.finish()
+    v.finish(&parts.concat())
 }
 
 /// Bodies past the verifier's internal block size, with runs that `NORM` triples.

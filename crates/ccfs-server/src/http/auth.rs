@@ -6,9 +6,10 @@
 //! `Authorization`, one `Host`), clock window, access key (unknown, disabled), the announced
 //! length against the interface's limit. Such a refusal closes the connection (see
 //! [`Refusal`]). The body is then read within `body_timeout_secs` and fed, chunk by chunk, to
-//! the signature [`Verifier`]: one HMAC state per candidate (current secret, then the previous
-//! one during its grace period; the SPEC's canonical form, and the empty-query-line form of some
-//! public ports when allowed), so memory is the body itself. Only then, with `replay = refuse`,
+//! the signature [`Verifier`], which computes the first candidate (current secret, the SPEC's
+//! canonical form) as it arrives and the others (the previous secret during its grace period;
+//! the empty-query-line form of some public ports when allowed) over the kept body only when
+//! the first does not match, so memory is the body itself. Only then, with `replay = refuse`,
 //! the replay cache is consulted, so that garbage signatures never fill it. With
 //! `replay = retry` (the default) an identical signature is a retry: the handlers make it
 //! harmless (generate keys its job by the signature; download and status just answer again).
@@ -158,7 +159,7 @@ impl FromRequest<Arc<AppState>> for Signed {
         })
         .await
         .map_err(|e| Refusal::unread(e, version))?;
-        verifier.finish().map_err(HttpError::from)?;
+        verifier.finish(&body).map_err(HttpError::from)?;
         if state.config.replay == ReplayPolicy::Refuse
             && !state
                 .store

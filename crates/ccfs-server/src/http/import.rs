@@ -9,14 +9,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use ccfs_protocol::messages::{
-    conflict_error, parse_import, record_error, ImportData, ImportRequest,
-};
+use ccfs_protocol::import_body::open_import;
+use ccfs_protocol::messages::{conflict_error, record_error, ImportData, ImportRequest};
 use ccfs_protocol::{ApiError, ResultCode};
 
 use super::auth::Signed;
 use super::error::HttpError;
-use super::{open_body, respond};
+use super::{json_body, respond};
 use crate::ingest::{Ingest, IngestError};
 use crate::model::Role;
 use crate::state::AppState;
@@ -35,7 +34,7 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
     let ImportRequest {
         records: raws,
         on_conflict,
-    } = parse_import(open_body(signed)?)?;
+    } = open_import(json_body(signed)?)?;
     let mut ingest = Ingest::new(state.store.clone());
     let mut records = Vec::with_capacity(raws.len());
     for (i, raw) in raws.into_iter().enumerate() {

@@ -105,13 +105,18 @@ fn table() -> [Route; 8] {
 /// Opens a signed request's body: a content type other than JSON, or a body that is not the
 /// envelope, is `0300007`; a wrong version `0300006`.
 pub fn open_body(signed: &auth::Signed) -> Result<Map<String, Value>, HttpError> {
+    Ok(ccfs_protocol::envelope::open_request(json_body(signed)?)?)
+}
+
+/// A signed request's body, when its content type (if any) is JSON; `0300007` otherwise.
+pub fn json_body(signed: &auth::Signed) -> Result<&[u8], HttpError> {
     if let Some(ct) = &signed.content_type {
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(ccfs_protocol::ApiError::plain(ccfs_protocol::ResultCode::NoBody).into());
         }
     }
-    Ok(ccfs_protocol::envelope::open_request(&signed.body)?)
+    Ok(&signed.body)
 }
 
 /// Counts an answer of an interface by result code.
