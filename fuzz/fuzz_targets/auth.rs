@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
                 .map_or(0, |b| usize::from(*b) % (body.len() + 1));
             v.update(&body[..cut]);
             v.update(&body[cut..]);
-            v.finish()
+            v.finish(body)
         });
         assert_eq!(streamed, expected);
     }
