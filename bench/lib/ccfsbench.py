@@ -33,6 +33,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -139,29 +140,61 @@ def bound_met(ratio, bound: float):
 # Running programs
 
 
+# GNU time, when the machine has it: see `run_timed`.
+GNU_TIME = "/usr/bin/time"
+
+
 def run_timed(cmd, *, shell=False, cwd=None, env=None, stdout=None, stdin=None):
     """Runs `cmd` to its end; returns (wall seconds, peak RSS in MiB, CPU seconds).
 
-    The peak RSS is `ru_maxrss` of `wait4` on this child: the largest of the child and of the
-    processes it waited for, so for `sh -c 'a | b'` it is the larger of `a` and `b`, not their
-    sum. Raises CalledProcessError on a non-zero exit (with stderr in the message)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(
-        cmd,
-        shell=shell,
-        cwd=cwd,
-        env=env,
-        stdout=stdout if stdout is not None else subprocess.DEVNULL,
-        stdin=stdin if stdin is not None else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    err = p.stderr.read() if p.stderr else b""
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err)
-    return wall, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime
+    The peak RSS is `ru_maxrss` of the command's process, which for `sh -c 'a | b'` is the larger
+    of `a` and `b`, not their sum. It is read by GNU time, which forks the command from its own
+    small process: `wait4` here would count this Python too, since a child forked from it keeps
+    its high-water mark across exec, and that hides a small program's figure (gzip showed 25 MiB,
+    Python's size). Without GNU time it falls back to this process's `wait4` (and says so once).
+    Raises CalledProcessError on a non-zero exit (with stderr in the message)."""
+    argv = ["sh", "-c", cmd] if shell else list(cmd)
+    peak_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, peak_file = tempfile.mkstemp(prefix="ccfsbench-rss-")
+        os.close(fd)
+        argv = [GNU_TIME, "-f", "%M", "-o", peak_file, *argv]
+    else:
+        _warn_once("no GNU time at /usr/bin/time: peak RSS of baselines includes the bench's Python")
+    try:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        err = p.stderr.read() if p.stderr else b""
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err)
+        peak_kib = ru.ru_maxrss
+        if peak_file is not None:
+            # GNU time writes "Command exited…" lines before the figure on failure; the figure
+            # is the last line.
+            peak_kib = int(Path(peak_file).read_text().split()[-1])
+        return wall, peak_kib / 1024.0, ru.ru_utime + ru.ru_stime
+    finally:
+        if peak_file is not None:
+            os.unlink(peak_file)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log(f"warning: {message}")
 
 
 def run_watched(cmd, *, env=None, stdin_data: bytes | None = None):
