@@ -128,6 +128,77 @@ fn skip_strictly<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
     map.next_value_seed(StrictValue).map(drop)
 }
 
+/// A value read where one JSON type is wanted. [`Shaped`] hands an object to `object` and an
+/// array to `array`; a value of any other type, or the type when it is not the wanted one, is
+/// read strictly (a repeated key at any depth is still an error) and becomes `unwanted`.
+trait Wanted<'de>: Sized {
+    type Value;
+    /// What the value is, for serde's messages.
+    const EXPECTING: &'static str;
+
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        StrictValue.visit_map(map).map(|_| self.unwanted(false))
+    }
+
+    fn array<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        StrictValue.visit_seq(seq).map(|_| self.unwanted(false))
+    }
+
+    /// A value of another type than the wanted one; `null` when it is JSON `null`.
+    fn unwanted(self, null: bool) -> Self::Value;
+}
+
+/// The seed and visitor of a [`Wanted`] value: one place for the arms of every JSON type.
+struct Shaped<W>(W);
+
+impl<'de, W: Wanted<'de>> DeserializeSeed<'de> for Shaped<W> {
+    type Value = W::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<W::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, W: Wanted<'de>> Visitor<'de> for Shaped<W> {
+    type Value = W::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(W::EXPECTING)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<W::Value, A::Error> {
+        self.0.object(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<W::Value, A::Error> {
+        self.0.array(seq)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(false))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(false))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(false))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(false))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(false))
+    }
+
+    fn visit_unit<E>(self) -> Result<W::Value, E> {
+        Ok(self.0.unwanted(true))
+    }
+}
+
 /// What the envelope holds that the checks look at.
 struct Envelope {
     request: Option<Value>,
@@ -156,7 +227,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             seen.note(known, key)?;
             match known {
                 Some(0) => envelope.request = Some(map.next_value_seed(StrictValue)?),
-                Some(_) => envelope.msg_body = Some(map.next_value_seed(MsgBodySeed)?),
+                Some(_) => envelope.msg_body = Some(map.next_value_seed(Shaped(MsgBodySeed))?),
                 None => skip_strictly(&mut map)?,
             }
         }
@@ -208,22 +279,11 @@ impl ImportBody {
 
 struct MsgBodySeed;
 
-impl<'de> DeserializeSeed<'de> for MsgBodySeed {
+impl<'de> Wanted<'de> for MsgBodySeed {
     type Value = MsgBody;
+    const EXPECTING: &'static str = "msgBody";
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MsgBody, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MsgBodySeed {
-    type Value = MsgBody;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("msgBody")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MsgBody, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<MsgBody, A::Error> {
         const NAMES: [&str; 2] = [RECORDS, ON_CONFLICT];
         let mut seen = SeenKeys::default();
         let mut body = ImportBody {
@@ -235,7 +295,7 @@ impl<'de> Visitor<'de> for MsgBodySeed {
             let known = NAMES.iter().position(|n| *n == key);
             seen.note(known, key)?;
             match known {
-                Some(0) => body.records = map.next_value_seed(RecordsSeed)?,
+                Some(0) => body.records = map.next_value_seed(Shaped(RecordsSeed))?,
                 Some(_) => body.on_conflict = Some(map.next_value_seed(StrictValue)?),
                 None => skip_strictly(&mut map)?,
             }
@@ -243,32 +303,8 @@ impl<'de> Visitor<'de> for MsgBodySeed {
         Ok(MsgBody::Object(body))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MsgBody, A::Error> {
-        StrictValue.visit_seq(seq).map(|_| MsgBody::Other)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<MsgBody, E> {
-        Ok(MsgBody::Other)
+    fn unwanted(self, _null: bool) -> MsgBody {
+        MsgBody::Other
     }
 }
 
@@ -291,28 +327,17 @@ struct RecordList {
 
 struct RecordsSeed;
 
-impl<'de> DeserializeSeed<'de> for RecordsSeed {
+impl<'de> Wanted<'de> for RecordsSeed {
     type Value = Records;
+    const EXPECTING: &'static str = "records";
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Records, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsSeed {
-    type Value = Records;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("records")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
+    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records, A::Error> {
         let mut list = RecordList {
             records: Vec::new(),
             len: 0,
             first_error: None,
         };
-        while let Some(record) = seq.next_element_seed(RecordSeed)? {
+        while let Some(record) = seq.next_element_seed(Shaped(RecordSeed))? {
             let index = list.len;
             list.len += 1;
             if list.first_error.is_some() || list.len > MAX_IMPORT_RECORDS {
@@ -336,32 +361,12 @@ impl<'de> Visitor<'de> for RecordsSeed {
         Ok(Records::List(list))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Records, A::Error> {
-        StrictValue.visit_map(map).map(|_| Records::NotAnArray)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Records, E> {
-        Ok(Records::NotAnArray)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Records, E> {
-        Ok(Records::NotAnArray)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Records, E> {
-        Ok(Records::NotAnArray)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Records, E> {
-        Ok(Records::NotAnArray)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Records, E> {
-        Ok(Records::NotAnArray)
-    }
-
-    fn visit_unit<E>(self) -> Result<Records, E> {
-        Ok(Records::Null)
+    fn unwanted(self, null: bool) -> Records {
+        if null {
+            Records::Null
+        } else {
+            Records::NotAnArray
+        }
     }
 }
 
@@ -372,22 +377,11 @@ type Element = Result<RawRecord, Option<FieldError>>;
 /// columns by name, the first bad one in column order reported, other keys ignored.
 struct RecordSeed;
 
-impl<'de> DeserializeSeed<'de> for RecordSeed {
+impl<'de> Wanted<'de> for RecordSeed {
     type Value = Element;
+    const EXPECTING: &'static str = "a record";
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Element, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed {
-    type Value = Element;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
         const { assert!(COLUMNS.len() <= 32, "a column is a bit of a u32") };
         let mut fields: [String; 21] = Default::default();
         let mut seen = SeenKeys::default();
@@ -427,32 +421,8 @@ impl<'de> Visitor<'de> for RecordSeed {
         Ok(Ok(RawRecord(fields)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
-        StrictValue.visit_seq(seq).map(|_| Err(None))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
-        Ok(Err(None))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
-        Ok(Err(None))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
-        Ok(Err(None))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
-        Ok(Err(None))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Element, E> {
-        Ok(Err(None))
-    }
-
-    fn visit_unit<E>(self) -> Result<Element, E> {
-        Ok(Err(None))
+    fn unwanted(self, _null: bool) -> Element {
+        Err(None)
     }
 }
 
