@@ -32,6 +32,7 @@
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
 //! - `state` — what every handler and loop shares.
 //! - `node` — the node's name, which leases, metrics and log lines carry.
+//! - `telemetry` — the metrics of `/metrics`: every family named, described and typed once.
 //! - `files` — the private key file and the quiet removal of work files.
 //!
 //! # The public surface
@@ -64,6 +65,7 @@ mod serve;
 mod server;
 mod state;
 mod store;
+mod telemetry;
 mod tenants;
 mod tls;
 mod urls;

@@ -130,8 +130,7 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, err) = match self {
             HttpError::Auth(e) => {
-                metrics::counter!("ccfs_auth_failures_total", "reason" => format!("{e:?}"))
-                    .increment(1);
+                crate::telemetry::auth_refused(e);
                 (
                     StatusCode::UNAUTHORIZED,
                     ApiError::new(ResultCode::AuthFailed, &e.to_string()),

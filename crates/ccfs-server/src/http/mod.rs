@@ -23,6 +23,7 @@ use ccfs_protocol::paths;
 use serde_json::{Map, Value};
 
 use crate::state::AppState;
+use crate::telemetry::Interface;
 use error::HttpError;
 
 /// Largest body of generate, download and status. The longest legal generate body, every
@@ -54,16 +55,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Every route's method and path: what the router serves, for the OpenAPI test.
-#[cfg(test)]
+/// Every route's method and path: what the router serves, for the OpenAPI test and the
+/// request duration histogram.
 pub fn routes() -> impl Iterator<Item = (Method, &'static str)> {
     table().into_iter().map(|r| (r.method, r.path))
 }
 
 /// One route: its method and path, and its handler for that method.
 struct Route {
-    /// Also in `handler`, which cannot tell it; read by [`routes`], in tests only.
-    #[cfg_attr(not(test), expect(dead_code))]
+    /// Also in `handler`, which cannot tell it; read by [`routes`].
     method: Method,
     path: &'static str,
     handler: MethodRouter<Arc<AppState>>,
@@ -120,13 +120,13 @@ pub fn json_body(signed: &auth::Signed) -> Result<&[u8], HttpError> {
 }
 
 /// Counts an answer of an interface by result code.
-pub fn count(interface: &'static str, code: ccfs_protocol::ResultCode) {
-    metrics::counter!("ccfs_requests_total", "interface" => interface, "result_code" => code.as_str()).increment(1);
+pub fn count(interface: Interface, code: ccfs_protocol::ResultCode) {
+    crate::telemetry::request_answered(interface, code);
 }
 
 /// Counts and renders a JSON answer: the success envelope around `data`, or the error.
 pub fn respond<T: serde::Serialize>(
-    interface: &'static str,
+    interface: Interface,
     result: Result<T, HttpError>,
 ) -> Result<axum::response::Response, HttpError> {
     count(
