@@ -49,6 +49,41 @@ pub enum AuthError {
     Replay,
 }
 
+impl AuthError {
+    /// Every reason, in declaration order: what a counter of refusals starts at 0 with.
+    pub const ALL: [AuthError; 11] = [
+        Self::Missing,
+        Self::Malformed,
+        Self::DuplicateAuthorization,
+        Self::DuplicateHost,
+        Self::HostNotSigned,
+        Self::SignedHeaderMissing,
+        Self::UnknownKey,
+        Self::DisabledKey,
+        Self::TimestampOutOfRange,
+        Self::SignatureMismatch,
+        Self::Replay,
+    ];
+
+    /// The reason as a `snake_case` class, for machines: the `reason` of a log line and of a
+    /// metric label (the `Display` text is for people).
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::DuplicateAuthorization => "duplicate_authorization",
+            Self::DuplicateHost => "duplicate_host",
+            Self::HostNotSigned => "host_not_signed",
+            Self::SignedHeaderMissing => "signed_header_missing",
+            Self::UnknownKey => "unknown_key",
+            Self::DisabledKey => "disabled_key",
+            Self::TimestampOutOfRange => "timestamp_out_of_range",
+            Self::SignatureMismatch => "bad_signature",
+            Self::Replay => "replay",
+        }
+    }
+}
+
 /// `NORM(s)`: percent-encodes every byte outside `A-Z a-z 0-9 - . _ ~` as upper-case `%XX`.
 pub fn norm(bytes: &[u8]) -> String {
     percent_encode(bytes, NORM_SET).to_string()
@@ -686,6 +721,23 @@ mod tests {
         for (b, keeps) in NORM_KEEPS.iter().enumerate() {
             assert_eq!(*keeps, norm(&[b as u8]).len() == 1, "{b}");
         }
+    }
+
+    /// Each reason has a class of its own, in `snake_case`, so a label or log field of one
+    /// never needs quoting or case folding.
+    #[test]
+    fn reason_classes_are_distinct_and_snake_case() {
+        let classes: std::collections::HashSet<&str> =
+            AuthError::ALL.iter().map(|e| e.class()).collect();
+        assert_eq!(classes.len(), AuthError::ALL.len());
+        for class in classes {
+            assert!(
+                class.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{class}"
+            );
+        }
+        assert_eq!(AuthError::UnknownKey.class(), "unknown_key");
+        assert_eq!(AuthError::SignatureMismatch.class(), "bad_signature");
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub struct Config {
     pub default_timezone: TimeZoneName,
     /// How long the old secret stays valid after `rotate-secret`.
     pub secret_grace_secs: u64,
+    /// The log lines on stderr: `text` (for people) or `json` (one object per line, for a log
+    /// collector).
+    #[serde(deserialize_with = "log_format_setting")]
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -188,6 +192,7 @@ impl Default for Config {
             callback_insecure: false,
             default_timezone: TimeZoneName::utc(),
             secret_grace_secs: 86_400,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -230,6 +235,43 @@ pub enum ReplayPolicy {
     Refuse,
     /// No check at all: an identical generate starts a second job.
     Off,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, `key=value` fields after the message.
+    #[default]
+    Text,
+    /// One JSON object per line, the fields as members.
+    Json,
+}
+
+impl LogFormat {
+    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// `log_format`, one of [`LogFormat::ALL`]; another value is refused with the key and the
+/// choices.
+fn log_format_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+    let name = String::deserialize(d)?;
+    LogFormat::ALL
+        .into_iter()
+        .find(|f| f.as_str() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "log_format = {name:?} is not a log format; write \"text\" or \"json\""
+            ))
+        })
 }
 
 /// A configuration that cannot be used.
@@ -294,6 +336,7 @@ const KEYS: &[(&str, bool)] = &[
     ("callback_insecure", false),
     ("default_timezone", true),
     ("secret_grace_secs", false),
+    ("log_format", true),
 ];
 
 /// `default_timezone`, read as the time zone it names; an unknown one is refused with the key.
@@ -779,6 +822,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("callback_per_developer"), "{e}");
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json_and_nothing_else() {
+        let format = |v: &str| {
+            let v = v.to_owned();
+            Config::load_with(None, move |k| (k == "CCFS_LOG_FORMAT").then(|| v.clone()))
+        };
+        assert_eq!(Config::default().log_format, LogFormat::Text);
+        assert_eq!(format("json").unwrap().log_format, LogFormat::Json);
+        assert_eq!(format("text").unwrap().log_format, LogFormat::Text);
+        for bad in ["xml", "JSON", ""] {
+            let e = format(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("log_format") && e.contains("\"text\" or \"json\""),
+                "{bad}: {e}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "log_format = \"json\"\n").unwrap();
+        let c = Config::load_with(Some(&file), |_| None).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

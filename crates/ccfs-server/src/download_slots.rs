@@ -3,6 +3,9 @@
 //! streamed until the body has been sent or the client went away, so every node on one
 //! database counts the same slots.
 //!
+//! Each slot this node holds is counted in `ccfs_downloads_in_progress` (this node's downloads,
+//! while the store's slots are the cluster's), from when it is taken until it is given back.
+//!
 //! Leases: a slot is held under a lease of `job_lease_secs` (the same takeover time as an export
 //! job's: a node that dies holding a slot frees it that long later), which this node renews for
 //! all its slots at once while they are held ([`spawn_renewal`]).
@@ -62,10 +65,13 @@ impl DownloadSlots {
             .store
             .acquire_download(developer, &self.node_id, max, now, self.lease_from(now))
             .await?;
-        Ok(id.map(|id| DownloadSlot {
-            store: self.store.clone(),
-            id,
-            released: false,
+        Ok(id.map(|id| {
+            crate::telemetry::download_started();
+            DownloadSlot {
+                store: self.store.clone(),
+                id,
+                released: false,
+            }
         }))
     }
 
@@ -96,6 +102,7 @@ impl DownloadSlot {
     /// counted (a release left to the drop runs a moment after the client has everything).
     pub async fn release(mut self) {
         self.released = true;
+        crate::telemetry::download_ended();
         if let Err(e) = self.store.release_download(self.id).await {
             tracing::warn!("cannot release a download slot (its lease will free it): {e}");
         }
@@ -107,6 +114,7 @@ impl Drop for DownloadSlot {
         if self.released {
             return;
         }
+        crate::telemetry::download_ended();
         let store = self.store.clone();
         let id = self.id;
         // The HTTP server drops bodies on its runtime; without one (a runtime shutting down),

@@ -10,7 +10,8 @@
 //!   and idle deadlines, the cap, which idle connection gives way to a new one).
 //! - `tls` — the certificate: the configured one, or a self-signed one made on first start.
 //! - `http` — the axum routes, one file per interface; the auth extractor that yields the
-//!   verified developer; the one error type that renders the SPEC envelope.
+//!   verified developer; the one error type that renders the SPEC envelope; the access log
+//!   around every route, which gives each request the id its log lines and answer carry.
 //! - `tenants` — developers, their secret keys (sealed with the master key) and roles.
 //! - [`model`] — the domain: developers, jobs, callbacks and idempotency keys, as types that
 //!   hold only valid values, and the rules that belong to them.
@@ -32,6 +33,7 @@
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
 //! - `state` — what every handler and loop shares.
 //! - `node` — the node's name, which leases, metrics and log lines carry.
+//! - `telemetry` — the metrics of `/metrics`: every family named, described and typed once.
 //! - `files` — the private key file and the quiet removal of work files.
 //!
 //! # The public surface
@@ -64,6 +66,7 @@ mod serve;
 mod server;
 mod state;
 mod store;
+mod telemetry;
 mod tenants;
 mod tls;
 mod urls;

@@ -30,7 +30,7 @@ pub async fn sweep(state: &AppState) -> Result<u64, String> {
     crate::export::remove_unfinished_uploads(&*state.store, &state.blobs)
         .await
         .map_err(|e| e.to_string())?;
-    metrics::counter!("ccfs_expired_files_total").increment(deleted);
+    crate::telemetry::files_expired(deleted);
     Ok(deleted)
 }
 

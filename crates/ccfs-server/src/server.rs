@@ -9,10 +9,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -275,29 +274,6 @@ const FILE_STORE_CHECK: Duration = Duration::from_secs(30);
 /// Requests in flight get this long to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// The process-wide metrics recorder (the `metrics` facade has one global recorder).
-///
-/// Every series carries the node's name as the global label `node`, rather than one
-/// `ccfs_node_info{node=…}` series: a dashboard or alert over several nodes then sums or splits
-/// any metric by node without a join, and the name is the one the node's leases and log lines
-/// carry, so a metric leads straight to the log lines. The recorder is built once, by the first
-/// server a process starts, so it carries that server's name; `ccfs serve` starts one.
-fn metrics_handle(node: &str) -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .add_global_label("node", node)
-                .build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            handle
-        })
-        .clone()
-}
-
 /// A server that is listening and running its background loops.
 pub struct RunningServer {
     /// The address actually bound (the port is known here when the configuration said 0).
@@ -371,7 +347,7 @@ impl RunningServer {
             wake_exports: Arc::new(Notify::new()),
             wake_callbacks: Arc::new(Notify::new()),
             downloads,
-            metrics: metrics_handle(&node_name),
+            metrics: crate::telemetry::install(&node_name),
             node_name,
         });
 

@@ -20,7 +20,7 @@ mod wakes;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ccfs_protocol::auth::{format_timestamp, sign_json_post, JsonPost, Precision, SignedHeaders};
 use ccfs_protocol::AppId;
@@ -36,6 +36,7 @@ use crate::model::{Attempt, Callback};
 use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{ClaimLimits, StoreError};
+use crate::telemetry::CallbackOutcome;
 
 /// Longest sleep between looks at the outbox when nothing is due (other nodes may add rows).
 const IDLE: Duration = Duration::from_secs(5);
@@ -253,6 +254,7 @@ async fn attempt(state: &AppState, client: &reqwest::Client, cb: Callback) {
     // A bug in one attempt fails that attempt (retried like any other failure), not the loop:
     // `AssertUnwindSafe` holds since an attempt changes no shared state before its outcome is
     // recorded below.
+    let started = Instant::now();
     let outcome = match isolated(AssertUnwindSafe(deliver(state, client, &cb))).await {
         Ok(outcome) => outcome,
         Err(what) => {
@@ -268,12 +270,13 @@ async fn attempt(state: &AppState, client: &reqwest::Client, cb: Callback) {
             cb.failed_attempt(retry_at(now, backoff(&state.config, failures)), error)
         }
     };
-    let label = match &attempt {
-        Attempt::Delivered => "delivered",
-        Attempt::Retry { .. } => "retry",
-        Attempt::GaveUp { .. } => "gave_up",
+    let took = started.elapsed();
+    let ended = match &attempt {
+        Attempt::Delivered => CallbackOutcome::Delivered,
+        Attempt::Retry { .. } => CallbackOutcome::Retry,
+        Attempt::GaveUp { .. } => CallbackOutcome::GaveUp,
     };
-    metrics::counter!("ccfs_callback_attempts_total", "outcome" => label).increment(1);
+    crate::telemetry::callback_attempted(ended, took);
     match &attempt {
         Attempt::Delivered => tracing::info!(response_id = %cb.response_id, "callback delivered"),
         Attempt::Retry {

@@ -45,6 +45,7 @@ use crate::model::{Callback, Job, JobOutcome};
 use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
+use crate::telemetry::{self, ExportOutcome};
 
 pub use archive::{build_zip, Built, ZipSettings};
 pub use unfinished::remove_unfinished_uploads;
@@ -312,7 +313,8 @@ where
         };
         // Gone already after a successful upload; a partial file after anything else.
         remove_quietly(&work_file);
-        let seconds = started.elapsed().as_secs_f64();
+        let took = started.elapsed();
+        let seconds = took.as_secs_f64();
 
         let (built, stored) = match result {
             Ok(done) => done,
@@ -331,9 +333,7 @@ where
         match self.publish(&job, built, &stored).await {
             Ok(true) => {
                 self.callbacks.notify_one();
-                metrics::counter!("ccfs_exports_total", "outcome" => "succeeded").increment(1);
-                metrics::counter!("ccfs_export_records_total").increment(built.record_count);
-                metrics::histogram!("ccfs_export_duration_seconds").record(seconds);
+                telemetry::export_succeeded(built.record_count, took);
                 tracing::info!(
                     job = %id,
                     records = built.record_count,
@@ -446,7 +446,7 @@ where
                 // The lease runs out and the job is claimed again, which then gives up at once.
                 tracing::warn!(job = %id, error = %se, "cannot mark an export job failed");
             }
-            metrics::counter!("ccfs_exports_total", "outcome" => "failed").increment(1);
+            telemetry::export_ended(ExportOutcome::Failed);
             tracing::error!(job = %id, attempt = job.attempts, error = %e, "export failed");
             Ended::Failed
         } else {
@@ -465,7 +465,7 @@ where
         if let Err(e) = self.store.release_job(id, &self.node_name).await {
             tracing::warn!(job = %id, error = %e, "cannot release an export job");
         }
-        metrics::counter!("ccfs_exports_total", "outcome" => "released").increment(1);
+        telemetry::export_ended(ExportOutcome::Released);
     }
 }
 

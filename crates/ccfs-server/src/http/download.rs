@@ -20,8 +20,9 @@ use super::open_body;
 use crate::blobs::BlobError;
 use crate::model::Role;
 use crate::state::AppState;
+use crate::telemetry::Interface;
 
-const INTERFACE: &str = "download";
+const INTERFACE: Interface = Interface::Download;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,

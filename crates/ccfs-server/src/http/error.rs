@@ -1,7 +1,8 @@
 //! The one error type of the HTTP layer, mapped in one place to the SPEC envelope and status:
 //! API errors are HTTP 200 with their code, authentication failures HTTP 401 (`0300401`), a
 //! missing role HTTP 403 (`0300401`), a body that does not arrive in time HTTP 408 (`0300007`),
-//! anything unexpected HTTP 500 (`0300500`) with a request id whose details are only in the log.
+//! anything unexpected HTTP 500 (`0300500`) with the request's id (see [`super::context`]),
+//! whose details are only in the log, on a line with that id.
 //! A [`Refusal`] is an error answered before the body was read, which closes the connection.
 
 use axum::http::StatusCode;
@@ -93,6 +94,16 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// Why authentication failed, when that is what this refuses.
+    pub fn auth_error(&self) -> Option<AuthError> {
+        match self.error {
+            HttpError::Auth(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<HttpError> for Refusal {
     /// An error answered after the whole body was read: the connection may serve more.
     fn from(error: HttpError) -> Self {
@@ -129,14 +140,11 @@ pub fn envelope(status: StatusCode, body: ResponseEnvelope) -> Response {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, err) = match self {
-            HttpError::Auth(e) => {
-                metrics::counter!("ccfs_auth_failures_total", "reason" => format!("{e:?}"))
-                    .increment(1);
-                (
-                    StatusCode::UNAUTHORIZED,
-                    ApiError::new(ResultCode::AuthFailed, &e.to_string()),
-                )
-            }
+            // Logged and counted by the auth extractor, which knows the request.
+            HttpError::Auth(e) => (
+                StatusCode::UNAUTHORIZED,
+                ApiError::new(ResultCode::AuthFailed, &e.to_string()),
+            ),
             HttpError::Forbidden(reason) => (
                 StatusCode::FORBIDDEN,
                 ApiError::new(ResultCode::AuthFailed, reason),
@@ -150,7 +158,8 @@ impl IntoResponse for HttpError {
                 (StatusCode::REQUEST_TIMEOUT, e)
             }
             HttpError::Internal(detail) => {
-                let id = hex::encode(rand::random::<[u8; 8]>());
+                // The request's own id: the one on its access log line too.
+                let id = super::context::current_id().to_string();
                 tracing::error!(request_id = %id, "{detail}");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

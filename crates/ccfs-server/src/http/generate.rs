@@ -15,8 +15,9 @@ use crate::config::ReplayPolicy;
 use crate::model::{BodyHash, Idempotency, IdempotencyKey, NewJob, RecordQuery, Role};
 use crate::state::AppState;
 use crate::store::CreateJob;
+use crate::telemetry::Interface;
 
-const INTERFACE: &str = "generate";
+const INTERFACE: Interface = Interface::Generate;
 
 /// The key that makes a repeated generate answer its first job: the `Idempotency-Key` header
 /// when sent (a value that is not a key is `0300004`); otherwise, with `replay = retry`, the

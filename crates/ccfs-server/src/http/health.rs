@@ -77,7 +77,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
+/// The Prometheus text, with the cluster-wide gauges read from the store first (see
+/// `crate::telemetry`).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    crate::telemetry::refresh_queue_depths(state.store.as_ref()).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

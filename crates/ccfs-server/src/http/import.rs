@@ -19,8 +19,9 @@ use super::{json_body, respond};
 use crate::ingest::{Ingest, IngestError};
 use crate::model::Role;
 use crate::state::AppState;
+use crate::telemetry::Interface;
 
-const INTERFACE: &str = "import";
+const INTERFACE: Interface = Interface::Import;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,
@@ -52,13 +53,12 @@ async fn import(state: &AppState, signed: &Signed) -> Result<ImportData, HttpErr
     }
     let outcome = ingest.insert(&records, on_conflict).await?;
     if outcome.conflicts > 0 {
-        metrics::counter!("ccfs_import_conflicts_total", "on_conflict" => on_conflict.as_str())
-            .increment(outcome.conflicts);
+        crate::telemetry::import_conflicts(on_conflict, outcome.conflicts);
     }
     if outcome.failed(on_conflict) {
         return Err(conflict_error(outcome.conflicts, &outcome.first_conflicts).into());
     }
-    metrics::counter!("ccfs_imported_records_total").increment(outcome.inserted);
+    crate::telemetry::records_imported(outcome.inserted);
     Ok(ImportData {
         inserted: outcome.inserted,
         already_present: outcome.already_present,

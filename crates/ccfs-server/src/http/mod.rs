@@ -1,10 +1,14 @@
 //! The HTTP interfaces: one file per interface, an auth extractor that yields the verified
 //! developer ([`auth::Signed`]), and one error type ([`error::HttpError`]) that renders the SPEC
-//! envelope and status. [`routes`] is the one list of every route, which builds the router and
-//! which the OpenAPI description ([`openapi`]) is checked against.
+//! envelope and status. [`routes`] is the one list of every route, which builds the router,
+//! which the OpenAPI description ([`openapi`]) is checked against and which the request
+//! duration histogram is registered with. Around every route, the access log
+//! ([`access_log`]) gives each request its context ([`context`]) and writes its line.
 
+pub mod access_log;
 pub mod auth;
 mod body;
+pub mod context;
 pub mod download;
 pub mod error;
 pub mod generate;
@@ -12,6 +16,7 @@ pub mod health;
 pub mod import;
 pub mod openapi;
 pub mod status;
+mod until_end;
 
 use std::sync::Arc;
 
@@ -23,7 +28,9 @@ use ccfs_protocol::paths;
 use serde_json::{Map, Value};
 
 use crate::state::AppState;
+use crate::telemetry::Interface;
 use error::HttpError;
+pub(crate) use until_end::hold_until_end;
 
 /// Largest body of generate, download and status. The longest legal generate body, every
 /// character of its 1,024-character `callBackURL` and other fields written as a `\uXXXX`
@@ -46,24 +53,25 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// All routes.
+/// All routes, each request written to the access log. `layer` (not `route_layer`): requests
+/// that match no route are logged too.
 pub fn router(state: Arc<AppState>) -> Router {
     table()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .with_state(state)
+        .layer(axum::middleware::from_fn(access_log::record))
 }
 
-/// Every route's method and path: what the router serves, for the OpenAPI test.
-#[cfg(test)]
+/// Every route's method and path: what the router serves, for the OpenAPI test and the
+/// request duration histogram.
 pub fn routes() -> impl Iterator<Item = (Method, &'static str)> {
     table().into_iter().map(|r| (r.method, r.path))
 }
 
 /// One route: its method and path, and its handler for that method.
 struct Route {
-    /// Also in `handler`, which cannot tell it; read by [`routes`], in tests only.
-    #[cfg_attr(not(test), expect(dead_code))]
+    /// Also in `handler`, which cannot tell it; read by [`routes`].
     method: Method,
     path: &'static str,
     handler: MethodRouter<Arc<AppState>>,
@@ -120,13 +128,13 @@ pub fn json_body(signed: &auth::Signed) -> Result<&[u8], HttpError> {
 }
 
 /// Counts an answer of an interface by result code.
-pub fn count(interface: &'static str, code: ccfs_protocol::ResultCode) {
-    metrics::counter!("ccfs_requests_total", "interface" => interface, "result_code" => code.as_str()).increment(1);
+pub fn count(interface: Interface, code: ccfs_protocol::ResultCode) {
+    crate::telemetry::request_answered(interface, code);
 }
 
 /// Counts and renders a JSON answer: the success envelope around `data`, or the error.
 pub fn respond<T: serde::Serialize>(
-    interface: &'static str,
+    interface: Interface,
     result: Result<T, HttpError>,
 ) -> Result<axum::response::Response, HttpError> {
     count(

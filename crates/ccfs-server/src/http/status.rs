@@ -14,8 +14,9 @@ use super::error::HttpError;
 use super::{open_body, respond};
 use crate::model::{Job, Role};
 use crate::state::AppState;
+use crate::telemetry::Interface;
 
-const INTERFACE: &str = "status";
+const INTERFACE: Interface = Interface::Status;
 
 pub async fn handle(
     State(state): State<Arc<AppState>>,

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// Why a connection was closed by the server rather than by its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reason {
+pub(crate) enum Reason {
     /// A keep-alive connection sent nothing for `idle_timeout_secs`.
     IdleTimeout,
     /// A request's header (with the TLS handshake, on a new connection) took longer than
@@ -29,7 +29,8 @@ pub(super) enum Reason {
     Cap,
 }
 
-impl Reason {
+impl crate::telemetry::Label for Reason {
+    const ALL: &'static [Self] = &[Reason::IdleTimeout, Reason::HeaderTimeout, Reason::Cap];
     fn label(self) -> &'static str {
         match self {
             Reason::IdleTimeout => "idle_timeout",
@@ -37,9 +38,11 @@ impl Reason {
             Reason::Cap => "cap",
         }
     }
+}
 
+impl Reason {
     fn count(self) {
-        metrics::counter!("ccfs_connections_shed_total", "reason" => self.label()).increment(1);
+        crate::telemetry::connection_shed(self);
     }
 }
 
@@ -156,7 +159,7 @@ impl Connections {
                 changed: changed.clone(),
             },
         );
-        metrics::gauge!("ccfs_connections_open").set(table.open.len() as f64);
+        crate::telemetry::connections_open(table.open.len());
         Some(Arc::new(Connection {
             id,
             connections: self.clone(),
@@ -257,7 +260,7 @@ impl Connection {
         };
         if due {
             table.open.remove(&self.id);
-            metrics::gauge!("ccfs_connections_open").set(table.open.len() as f64);
+            crate::telemetry::connections_open(table.open.len());
             reason.count();
         }
         due
@@ -268,7 +271,7 @@ impl Drop for Connection {
     fn drop(&mut self) {
         let mut table = self.connections.lock();
         if table.open.remove(&self.id).is_some() {
-            metrics::gauge!("ccfs_connections_open").set(table.open.len() as f64);
+            crate::telemetry::connections_open(table.open.len());
         }
     }
 }

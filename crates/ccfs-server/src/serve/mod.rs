@@ -12,6 +12,7 @@ mod connections;
 mod fd_limit;
 mod track;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use connections::{Connection, Connections, Limits, Reason};
 use track::{Tracked, Watched};
+
+/// Why a connection was closed by the server: a label of `ccfs_connections_shed_total`.
+pub(crate) use connections::Reason as ShedReason;
 
 /// How long the accept loop pauses after an error that is not one connection's (out of file
 /// descriptors, say), rather than spinning on it.
@@ -97,10 +101,11 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => match connections.admit() {
+                Ok((stream, peer)) => match connections.admit() {
                     Some(connection) => {
                         tasks.spawn(serve_connection(
                             stream,
+                            peer,
                             tls.clone(),
                             connection,
                             router.clone(),
@@ -136,6 +141,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     connection: Arc<Connection>,
     router: Router,
@@ -145,7 +151,7 @@ async fn serve_connection(
     // Small answers go out at once rather than waiting for more to send.
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return serve_http(stream, connection, router, shutdown, grace).await;
+        return serve_http(stream, peer, connection, router, shutdown, grace).await;
     };
     // The handshake counts against the first request's header time.
     let handshake = tokio::select! {
@@ -154,13 +160,14 @@ async fn serve_connection(
         () = shutdown.cancelled() => return,
     };
     match handshake {
-        Ok(stream) => serve_http(stream, connection, router, shutdown, grace).await,
+        Ok(stream) => serve_http(stream, peer, connection, router, shutdown, grace).await,
         Err(e) => tracing::debug!("TLS handshake failed: {e}"),
     }
 }
 
 async fn serve_http<T>(
     io: T,
+    peer: SocketAddr,
     connection: Arc<Connection>,
     router: Router,
     shutdown: CancellationToken,
@@ -168,7 +175,7 @@ async fn serve_http<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = Tracked::new(router, connection.clone());
+    let service = Tracked::new(router, connection.clone(), peer);
     let conn = hyper::server::conn::http1::Builder::new()
         // Header and idle deadlines are kept by `connections` (hyper's header timer also runs
         // between keep-alive requests, which would make it an idle timeout too); `None` also

@@ -7,14 +7,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::connections::{Connection, RequestGuard};
+use super::connections::Connection;
 
 /// A connection's byte stream (after TLS), noting reads on its [`Connection`].
 pub(super) struct Watched<T> {
@@ -79,16 +81,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 #[error("the connection was closed to make room for another")]
 pub(super) struct Shed;
 
-/// The router as a hyper service that marks each request in flight on its connection.
+/// The router as a hyper service that marks each request in flight on its connection, and
+/// gives each request its peer's address (axum's [`ConnectInfo`], which the access log reads).
 #[derive(Clone)]
 pub(super) struct Tracked {
     router: Router,
     connection: Arc<Connection>,
+    peer: SocketAddr,
 }
 
 impl Tracked {
-    pub fn new(router: Router, connection: Arc<Connection>) -> Self {
-        Self { router, connection }
+    pub fn new(router: Router, connection: Arc<Connection>, peer: SocketAddr) -> Self {
+        Self {
+            router,
+            connection,
+            peer,
+        }
     }
 }
 
@@ -97,10 +105,11 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Error = Shed;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Shed>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let Some(guard) = self.connection.begin() else {
             return Box::pin(std::future::ready(Err(Shed)));
         };
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let mut router = self.router.clone();
         Box::pin(async move {
             // The guard lives in this future until the response exists, then in its body.
@@ -108,43 +117,9 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
-            Ok(response.map(|inner| {
-                Body::new(Guarded {
-                    inner,
-                    guard: Some(guard),
-                })
-            }))
+            // The request stays in flight until its answer's last frame is out (or the client
+            // went away).
+            Ok(response.map(|body| crate::http::hold_until_end(body, guard)))
         })
-    }
-}
-
-/// A response body that keeps its request in flight until its last frame is out (or it is
-/// dropped: the client went away).
-struct Guarded {
-    inner: Body,
-    guard: Option<RequestGuard>,
-}
-
-impl http_body::Body for Guarded {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.guard = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -72,11 +72,52 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The work waiting or under way across every node on the database (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Export jobs waiting for a worker.
+    pub jobs_queued: u64,
+    /// Export jobs claimed by a worker (a lease run out included: it is still claimed until
+    /// another worker takes it over).
+    pub jobs_running: u64,
+    /// Callbacks neither delivered, failed for good nor superseded.
+    pub callbacks_pending: u64,
+}
+
 /// The whole store: every part, and whether it answers at all.
 #[async_trait]
 pub trait Store: Developers + Records + JobQueue + Outbox + Replay + Downloads {
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+    /// How many jobs are queued and running and how many callbacks pending, in one statement
+    /// of three counts over the partial indexes of live jobs and pending callbacks, so it
+    /// costs in proportion to the work in flight, not to the history.
+    async fn queue_depths(&self) -> StoreResult<QueueDepths>;
+}
+
+/// The statement of [`Store::queue_depths`], the same on both stores.
+fn queue_depths_sql() -> &'static str {
+    use crate::model::{CallbackState, JobState};
+    use convert::{callback_state_sql, job_state_sql, once_sql};
+    once_sql!(format!(
+        "SELECT \
+           (SELECT COUNT(*) FROM jobs WHERE state = {queued}) AS jobs_queued, \
+           (SELECT COUNT(*) FROM jobs WHERE state = {running}) AS jobs_running, \
+           (SELECT COUNT(*) FROM callbacks WHERE state = {pending}) AS callbacks_pending",
+        queued = job_state_sql(JobState::Queued),
+        running = job_state_sql(JobState::Running),
+        pending = callback_state_sql(CallbackState::Pending),
+    ))
+}
+
+/// Reads the row of [`queue_depths_sql`].
+fn queue_depths_from(row: &impl rows::StoredRow) -> StoreResult<QueueDepths> {
+    let count = |column: &str| convert::to_u64(row.int(column)?, column);
+    Ok(QueueDepths {
+        jobs_queued: count("jobs_queued")?,
+        jobs_running: count("jobs_running")?,
+        callbacks_pending: count("callbacks_pending")?,
+    })
 }
 
 /// Opens the store a URL names (an SQLite file is created when missing; a PostgreSQL database

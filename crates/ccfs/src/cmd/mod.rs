@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man(args) => return man::run(&args),
         _ => load_config(&cli)?,
     };
+    crate::logging::set_format(config.log_format);
     match cli.command {
         Command::Serve(args) => serve::run(config, args).await,
         Command::App(args) => app::run(config, args).await,

@@ -50,8 +50,8 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         println!("plain HTTP: put a TLS-terminating balancer in front of this server");
     }
     println!("data directory: {}", running.config().data_dir.display());
-    crate::signal::shutdown().await;
-    println!("shutting down");
+    let signal = crate::signal::shutdown().await;
+    tracing::info!(%signal, "shutting down");
     running.shutdown().await;
     Ok(())
 }

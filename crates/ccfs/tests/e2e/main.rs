@@ -15,6 +15,7 @@ mod durability;
 mod export;
 mod hostile;
 mod hostile_requests;
+mod observability;
 mod outage;
 mod soak;
 

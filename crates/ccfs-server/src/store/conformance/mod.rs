@@ -6,6 +6,7 @@
 //! Times handed to the store have millisecond precision (record and query times whole seconds),
 //! which is what the stores promise to round-trip.
 
+pub(crate) mod depths;
 pub(crate) mod developers;
 pub(crate) mod downloads;
 pub(crate) mod jobs;
@@ -316,6 +317,7 @@ macro_rules! conformance_tests {
             store_downloads_expired_lease_frees => downloads::expired_lease_frees,
             store_downloads_renewal => downloads::renewal,
             store_downloads_release_all_and_purge => downloads::release_all_and_purge,
+            store_queue_depths => depths::queue_depths,
         );
         // Several worker threads, so that concurrent claims really race.
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -36,7 +36,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::convert::corrupt;
-use super::{Store, StoreResult};
+use super::{QueueDepths, Store, StoreResult};
 
 /// The pool size when the configuration names none (`database_pool_size`).
 pub const DEFAULT_POOL_SIZE: u32 = 10;
@@ -116,6 +116,13 @@ impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn queue_depths(&self) -> StoreResult<QueueDepths> {
+        let row = sqlx::query(super::queue_depths_sql())
+            .fetch_one(&self.pool)
+            .await?;
+        super::queue_depths_from(&row)
     }
 }
 

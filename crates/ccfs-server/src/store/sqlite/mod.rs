@@ -50,7 +50,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::convert::*;
-use super::{Store, StoreResult};
+use super::{QueueDepths, Store, StoreResult};
 // What the tests take from here with `use super::*`.
 #[cfg(test)]
 use {
@@ -175,6 +175,13 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn queue_depths(&self) -> StoreResult<QueueDepths> {
+        let row = sqlx::query(super::queue_depths_sql())
+            .fetch_one(&self.reader)
+            .await?;
+        super::queue_depths_from(&row)
     }
 }
 
