@@ -46,6 +46,7 @@ pub(crate) fn job_state_text(s: JobState) -> &'static str {
         JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",
         JobState::Expired => "expired",
+        JobState::Cancelled => "cancelled",
     }
 }
 
