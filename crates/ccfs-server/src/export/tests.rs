@@ -19,7 +19,7 @@ use crate::blobs::Blobs;
 use crate::model::{
     CallbackState, CallbackUrl, Developer, JobState, NewJob, RecordQuery, Role, TimeZoneName,
 };
-use crate::store::{CreateJob, InsertOutcome, OnConflict, StoreResult};
+use crate::store::{CancelJob, CreateJob, InsertOutcome, JobFilter, OnConflict, StoreResult};
 
 // The sweeps of what a killed process left: work files and unfinished uploads.
 mod sweeps;
@@ -242,6 +242,31 @@ impl JobQueue for FakeStore {
     }
     async fn mark_expired(&self, _: &ResponseId) -> StoreResult<()> {
         unimplemented!("the runner never expires jobs")
+    }
+    async fn list_jobs(&self, _: &JobFilter, _: Timestamp) -> StoreResult<Vec<Job>> {
+        unimplemented!("the runner never lists jobs")
+    }
+    /// As an operator would: the job ends cancelled and its holder loses it.
+    async fn cancel_job(
+        &self,
+        id: &ResponseId,
+        error: &str,
+        _: Timestamp,
+    ) -> StoreResult<CancelJob> {
+        Ok(self.with(|i| {
+            i.calls.push("cancel");
+            let Some((job, holder)) = i.jobs.iter_mut().find(|(j, _)| &j.job.response_id == id)
+            else {
+                return CancelJob::NotFound;
+            };
+            if !job.state.is_active() {
+                return CancelJob::Ended(job.clone());
+            }
+            job.state = JobState::Cancelled;
+            job.error = Some(error.to_owned());
+            *holder = None;
+            CancelJob::Cancelled(job.clone())
+        }))
     }
 }
 
