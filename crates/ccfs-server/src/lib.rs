@@ -84,5 +84,5 @@ pub use store::{
     open as open_store, Holdings, InsertOutcome, JobFilter, OnConflict, Store, StoreError,
     MAX_CONFLICTS_LISTED,
 };
-pub use tenants::{NewApp, TenantError, Tenants};
+pub use tenants::{NewApp, OldSecret, TenantError, Tenants};
 pub use tls::{TlsError, TlsSetup};
