@@ -24,6 +24,7 @@ mod migrate;
 mod nodes;
 
 // The `ccfs` command.
+mod admin;
 mod cli;
 mod cli_client;
 mod conventions;
