@@ -249,8 +249,9 @@ with the error \"The export was cancelled by an operator.\". What its attempts u
 deleted from the file store. A server building it, on any node, notices at its next lease
 renewal (within a third of job_lease_secs, 20 s by default), stops and deletes its own upload;
 should it finish first, its finish is refused. A job that has ended already (succeeded, failed,
-expired, cancelled) is left as it is, and the command fails naming its state. Prints the job as
-`ccfs jobs show` does.
+expired, cancelled) is left as it is, and the command fails naming its state; for a job
+cancelled already it first deletes again whatever of it is still in the file store (say, after
+the file store failed during the first cancel). Prints the job as `ccfs jobs show` does.
 
 Examples:
   ccfs jobs cancel 00112233445566778899aabbccddeeff"

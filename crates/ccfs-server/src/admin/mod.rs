@@ -44,6 +44,12 @@ pub enum AdminError {
     /// Only a queued or running job can be cancelled.
     #[error("job {id} is {} already: only a queued or running job can be cancelled", .state.as_str())]
     NotCancellable { id: ResponseId, state: JobState },
+    /// The job is cancelled, but not every file of it could be deleted.
+    #[error(
+        "job {id} is cancelled, but not all of its files could be deleted ({error}); cancel it \
+         again to delete them"
+    )]
+    FilesLeft { id: ResponseId, error: BlobError },
     /// Only a succeeded job has a callback.
     #[error(
         "job {id} has no callback: it is {}, and only a succeeded job sends one",
@@ -121,7 +127,7 @@ impl Admin {
 
     /// Deletes every object a job's attempts can have uploaded ([`Job::every_key`]); deleting a
     /// key that holds nothing is no error.
-    async fn delete_files(&self, job: &Job) -> AdminResult<()> {
+    async fn delete_files(&self, job: &Job) -> Result<(), BlobError> {
         for key in job.every_key() {
             self.blobs.delete(&key).await?;
         }

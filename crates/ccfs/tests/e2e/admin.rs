@@ -274,7 +274,12 @@ async fn admin_cancel_a_running_export() {
         "a callback of the cancelled job"
     );
 
-    // Once ended, a job cannot be cancelled again; the command says what it is.
+    // Once ended, a job cannot be cancelled again; the command says what it is. Run on a
+    // cancelled job, it deletes again what of it is still stored (here: an upload of its
+    // attempt as a failed deletion would have left it).
+    let leftover = server.files_dir().join(format!("exports/a1/{name}"));
+    std::fs::create_dir_all(leftover.parent().expect("a directory")).expect("mkdir");
+    std::fs::write(&leftover, b"PK\x03\x04").expect("write");
     let (_, err) = ccfs_fails(&server, &["jobs", "cancel", &id]);
     assert!(
         err.contains(&format!(
@@ -282,6 +287,7 @@ async fn admin_cancel_a_running_export() {
         )),
         "{err}"
     );
+    assert!(!leftover.exists(), "the leftover upload is deleted");
     let (_, err) = ccfs_fails(&server, &["jobs", "cancel", &next]);
     assert!(err.contains("is succeeded already"), "{err}");
 }
