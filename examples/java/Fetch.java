@@ -304,7 +304,8 @@ public class Fetch {
             if ("succeeded".equals(state)) {
                 break;
             }
-            if ("failed".equals(state) || "expired".equals(state)) {
+            if ("failed".equals(state) || "expired".equals(state)
+                    || "cancelled".equals(state)) {
                 throw new Failure("export " + responseId + " " + state + ": " + job.get("error"));
             }
             if (!"queued".equals(state) && !"running".equals(state)) {

@@ -209,7 +209,7 @@ def fetch(server, begin, end, out_dir, callback_url, timeout):
         state = job.get("state")
         if state == "succeeded":
             break
-        if state in ("failed", "expired"):
+        if state in ("failed", "expired", "cancelled"):
             raise Failure("export %s %s: %s" % (response_id, state, job.get("error")))
         if state not in ("queued", "running"):
             raise Failure("status: unexpected state %r" % state)

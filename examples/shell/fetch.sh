@@ -200,7 +200,7 @@ while :; do
     state=$(string_field state "$job")
     case $state in
         succeeded) break ;;
-        failed | expired) die "export $ID $state: $(string_field error "$job")" ;;
+        failed | expired | cancelled) die "export $ID $state: $(string_field error "$job")" ;;
         queued | running) ;;
         *) die "status: unexpected state '$state' in $answer" ;;
     esac

@@ -116,11 +116,11 @@ pub enum Error {
     /// The client was built with an unusable setting (bad URL, bad certificate, …).
     #[error("configuration: {0}")]
     Config(String),
-    /// [`crate::Client::wait`] saw the job end in `failed` or `expired`.
+    /// [`crate::Client::wait`] saw the job end in `failed`, `expired` or `cancelled`.
     #[error("job {response_id} ended {state}{}", error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
     JobEnded {
         response_id: String,
-        /// `failed` or `expired`.
+        /// `failed`, `expired` or `cancelled`.
         state: String,
         /// Why it failed, as the status extension says.
         error: Option<String>,

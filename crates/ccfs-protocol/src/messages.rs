@@ -289,7 +289,7 @@ pub struct CallbackStatus {
 pub struct StatusData {
     #[serde(rename = "responseId")]
     pub response_id: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `expired`.
+    /// `queued`, `running`, `succeeded`, `failed`, `expired` or `cancelled`.
     pub state: String,
     #[serde(rename = "agentOprInfoFileName")]
     pub agent_opr_info_file_name: String,

@@ -28,6 +28,8 @@
 //! - `isolate` — runs one export job or callback attempt so that a panic fails it, not its loop.
 //! - `pause` — how the background loops pause after a store error and go on.
 //! - `retention` — deletes expired files and housekeeping rows.
+//! - `admin` — what an operator does from the command line while servers run: list, show and
+//!   cancel jobs, queue a given-up callback again, delete a developer with all it holds.
 //! - `migrate` — moves an embedded installation's store and files to a cluster's
 //!   (`ccfs migrate-store`), table by table through `store::transfer`.
 //! - `ingest` — records entering from a file or the import interface, read in the owner's zone.
@@ -48,6 +50,7 @@
 //! [`RunningServer`], says what it wants about it, and calls [`RunningServer::shutdown`] when
 //! it decides to (the `ccfs serve` command does both on SIGTERM or Ctrl-C).
 
+mod admin;
 mod blobs;
 mod callback;
 pub mod config;
@@ -71,6 +74,7 @@ mod tenants;
 mod tls;
 mod urls;
 
+pub use admin::{Admin, AdminError, DeletePlan, Deleted, JobView, CALLBACK_LOOK};
 pub use blobs::{BlobError, Blobs, Stored};
 pub use config::{Config, ConfigError};
 pub use export::{build_zip, Built, ZipSettings};
@@ -80,7 +84,8 @@ pub use migrate::{
 };
 pub use server::{Core, RunningServer, ServerError};
 pub use store::{
-    open as open_store, InsertOutcome, OnConflict, Store, StoreError, MAX_CONFLICTS_LISTED,
+    open as open_store, Holdings, InsertOutcome, JobFilter, OnConflict, Store, StoreError,
+    MAX_CONFLICTS_LISTED,
 };
-pub use tenants::{NewApp, TenantError, Tenants};
+pub use tenants::{NewApp, OldSecret, TenantError, Tenants};
 pub use tls::{TlsError, TlsSetup};

@@ -132,6 +132,16 @@ pub struct NewApp {
     pub csv_header: bool,
 }
 
+/// What becomes of the old secret key when a developer's is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldSecret {
+    /// Still accepted for the grace period (`secret_grace_secs`), so that the developer's
+    /// systems can move to the new one.
+    Grace,
+    /// Refused from now on (a leaked secret).
+    Revoke,
+}
+
 /// A new secret key: 64 lower-case hex characters (256 random bits).
 fn new_secret() -> String {
     hex::encode(rand::random::<[u8; 32]>())
@@ -218,15 +228,24 @@ impl Tenants {
         Ok(self.store.developers().await?)
     }
 
-    /// Gives the developer a new secret key; the old one stays valid for the grace period.
-    pub async fn rotate_secret(&self, app_id: &str) -> Result<(Developer, String), TenantError> {
+    /// Gives the developer a new secret key; the old one stays valid for the grace period, or
+    /// ends now. Either way a secret rotated out before is forgotten.
+    ///
+    /// Every node reads the developer from the store for each request it verifies and each
+    /// callback it signs (nothing caches developers or secrets), so a revoked secret is refused
+    /// from the moment this returns, on every node.
+    pub async fn rotate_secret(
+        &self,
+        app_id: &str,
+        old: OldSecret,
+    ) -> Result<(Developer, String), TenantError> {
         let mut dev = self.get(app_id).await?;
         let secret = new_secret();
-        dev.old_secret_enc = Some(std::mem::replace(
-            &mut dev.secret_enc,
-            self.key.seal(app_id, &secret),
-        ));
-        dev.old_secret_until = Some(Timestamp::now() + self.grace);
+        let previous = std::mem::replace(&mut dev.secret_enc, self.key.seal(app_id, &secret));
+        (dev.old_secret_enc, dev.old_secret_until) = match old {
+            OldSecret::Grace => (Some(previous), Some(Timestamp::now() + self.grace)),
+            OldSecret::Revoke => (None, None),
+        };
         self.store.update_developer(&dev).await?;
         Ok((dev, secret))
     }

@@ -5,9 +5,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use ccfs_protocol::AppId;
-use ccfs_server::model::Role;
+use ccfs_protocol::{AppId, ResponseId};
+use ccfs_server::model::{JobState, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp};
 
 /// The `ccfs` command.
 #[derive(Debug, Parser)]
@@ -24,6 +26,7 @@ Examples:
   ccfs demo
   ccfs serve
   ccfs app create --name \"Acme CC\" --account acme01 --timezone Asia/Shanghai
+  ccfs jobs list --state running
   ccfs import records.csv --app 0123456789abcdef0123456789abcdef
   ccfs simulate --app 0123456789abcdef0123456789abcdef --agents 20 --days 7
   ccfs client fetch --ca-cert ccfs-data/tls/cert.pem --begin 2024-05-01 --end 2024-05-02 --extract
@@ -44,6 +47,7 @@ pub struct Cli {
 pub enum Command {
     Serve(ServeArgs),
     App(AppArgs),
+    Jobs(JobsArgs),
     Import(ImportArgs),
     Simulate(SimulateArgs),
     MigrateStore(MigrateStoreArgs),
@@ -89,13 +93,14 @@ pub struct ServeArgs {
 /// `ccfs app`.
 #[derive(Debug, Args)]
 #[command(
-    about = "Manage developers (tenants): create, list, show, rotate secrets, enable, disable",
+    about = "Manage developers (tenants): create, list, show, rotate secrets, enable, disable, delete",
     after_help = "\
 Examples:
   ccfs app create --name \"Acme CC\" --account acme01
   ccfs app list
   ccfs app show 0123456789abcdef0123456789abcdef
-  ccfs app rotate-secret 0123456789abcdef0123456789abcdef"
+  ccfs app rotate-secret 0123456789abcdef0123456789abcdef
+  ccfs app delete 0123456789abcdef0123456789abcdef"
 )]
 pub struct AppArgs {
     #[command(subcommand)]
@@ -121,13 +126,19 @@ Examples:
     #[command(
         about = "Give a developer a new secret key; the old one stays valid for a grace period",
         after_help = "\
-Prints one line of JSON: {\"appId\":\"…\",\"secretKey\":\"…\",\"oldSecretValidUntil\":\"…\"}.
-The grace period is the secret_grace_secs setting (default one day).
+Prints one line of JSON:
+{\"appId\":\"…\",\"secretKey\":\"…\",\"oldSecretValidUntil\":\"…\",\"oldSecretRevoked\":false}.
+The grace period is the secret_grace_secs setting (default one day). With --revoke-old the old
+secret is refused at once instead (oldSecretValidUntil is null): for a secret that leaked.
+Every node reads the developer from the store for each request, so the change holds on every
+node from the moment the command returns. A secret rotated out earlier and still in its grace
+period is refused from now on either way.
 
 Examples:
-  ccfs app rotate-secret 0123456789abcdef0123456789abcdef"
+  ccfs app rotate-secret 0123456789abcdef0123456789abcdef
+  ccfs app rotate-secret 0123456789abcdef0123456789abcdef --revoke-old"
     )]
-    RotateSecret(AppIdArg),
+    RotateSecret(RotateArgs),
     #[command(
         about = "Disable a developer: its requests are refused until it is enabled again",
         after_help = "\
@@ -146,6 +157,222 @@ Examples:
   ccfs app enable 0123456789abcdef0123456789abcdef"
     )]
     Enable(AppIdArg),
+    Delete(DeleteArgs),
+}
+
+/// `ccfs app rotate-secret`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The developer's app id.
+    #[arg(value_name = "APPID")]
+    pub app_id: String,
+    /// Refuse the old secret at once instead of after the grace period.
+    #[arg(long)]
+    pub revoke_old: bool,
+}
+
+/// `ccfs app delete`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Delete a developer with its records, jobs, callbacks and files (asks for --yes)",
+    after_help = "\
+Without --yes, prints what would be deleted and exits with status 1, changing nothing. With
+--yes, deletes from the configured store and file store: the developer, its accounts and
+secret keys; the records it owns (developer_id = APPID), whoever imported them; its jobs with
+their callbacks and idempotency keys; and the files of its finished exports. Records it
+imported for other developers (with the ingest role) belong to them and are kept.
+
+Refused, with nothing changed, while the developer has a job queued or running: the error
+names them; cancel them with `ccfs jobs cancel` or wait until they end. The developer is
+disabled first, so that none of its requests starts a job meanwhile; the files are deleted
+before the records, all of which go in one transaction, so a file store that fails stops the
+deletion before any record is gone, and running it again is safe. Prints one line of JSON with
+how many of each were deleted.
+
+Examples:
+  ccfs app delete 0123456789abcdef0123456789abcdef
+  ccfs app delete 0123456789abcdef0123456789abcdef --yes"
+)]
+pub struct DeleteArgs {
+    /// The developer's app id.
+    #[arg(value_name = "APPID")]
+    pub app_id: String,
+    /// Delete; without it, only say what would be deleted.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `ccfs jobs`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Look after export jobs: list, show, cancel, queue a failed callback again",
+    after_help = "\
+Works on the configured store and file store, like `ccfs app`, also while servers run on them.
+
+Examples:
+  ccfs jobs list
+  ccfs jobs list --app 0123456789abcdef0123456789abcdef --state failed --since 24h
+  ccfs jobs show 00112233445566778899aabbccddeeff
+  ccfs jobs cancel 00112233445566778899aabbccddeeff
+  ccfs jobs retry-callback 00112233445566778899aabbccddeeff"
+)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+/// The `ccfs jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    List(JobsListArgs),
+    #[command(
+        about = "Show a job as JSON: its status, developer, query, attempts and callback",
+        after_help = "\
+Prints one JSON object: the fields the status interface answers the job's developer
+(responseId, state, agentOprInfoFileName, attempts, recordCount, fileCount, fileSize, sha256,
+createdAt, finishedAt, expiresAt, error), and besides: developerId; query (beginTime and
+endTime in the developer's time zone as generate took them, timezone, begin and end in RFC 3339,
+accountId, agentId); callbackUrl; startedAt; callback (state, attempts, lastError, nextAttemptAt
+while pending, giveUpAt).
+
+Examples:
+  ccfs jobs show 00112233445566778899aabbccddeeff
+  ccfs jobs show 00112233445566778899aabbccddeeff | jq .callback"
+    )]
+    Show(JobIdArg),
+    #[command(
+        about = "Cancel a queued or running job: no file, no callback",
+        after_help = "\
+The job ends in the state cancelled: it is never published, sends no callback, and its
+download answers 0300011 (no such file); the status interface answers state \"cancelled\"
+with the error \"The export was cancelled by an operator.\". What its attempts uploaded is
+deleted from the file store. A server building it, on any node, notices at its next lease
+renewal (within a third of job_lease_secs, 20 s by default), stops and deletes its own upload;
+should it finish first, its finish is refused. A job that has ended already (succeeded, failed,
+expired, cancelled) is left as it is, and the command fails naming its state; for a job
+cancelled already it first deletes again whatever of it is still in the file store (say, after
+the file store failed during the first cancel). Prints the job as `ccfs jobs show` does.
+
+Examples:
+  ccfs jobs cancel 00112233445566778899aabbccddeeff"
+    )]
+    Cancel(JobIdArg),
+    #[command(
+        about = "Queue a callback that gave up (failed) again",
+        after_help = "\
+The callback of a succeeded job whose delivery gave up (callback state failed) becomes pending
+again, due now, as if the job had just been published: its attempts count from 0 and it gives
+up callback_give_up_secs from now, so its retries start over from the shortest backoff. A
+running server, on any node, attempts it at its next look at the outbox, within 5 seconds.
+Refused, changing nothing: a job without a callback (not succeeded), a file past its expiry,
+and a callback pending (being retried), delivered or superseded (its file was downloaded).
+Prints the job as `ccfs jobs show` does.
+
+Examples:
+  ccfs jobs retry-callback 00112233445566778899aabbccddeeff"
+    )]
+    RetryCallback(JobIdArg),
+}
+
+/// `ccfs jobs list`.
+#[derive(Debug, Args)]
+#[command(
+    about = "List export jobs, newest first",
+    after_help = "\
+Prints a table (RESPONSE ID, APP ID, STATE, CREATED, RECORDS, BYTES, CALLBACK), or with --json
+an array of the jobs as `ccfs jobs show` prints each. States are those a client sees now: a
+file past its expiry is expired, before retention deletes it.
+
+--since takes an instant in RFC 3339 (2024-05-01T00:00:00Z, 2024-05-01T08:00:00+08:00) or how
+long ago (30m, 24h, 7d, 2w, \"1 day 12 hours\").
+
+Examples:
+  ccfs jobs list
+  ccfs jobs list --state running
+  ccfs jobs list --app 0123456789abcdef0123456789abcdef --since 24h --limit 200
+  ccfs jobs list --state failed --json | jq -r '.[] | [.responseId, .error] | @tsv'"
+)]
+pub struct JobsListArgs {
+    /// Only this developer's jobs.
+    #[arg(long, value_name = "APPID")]
+    pub app: Option<AppId>,
+    /// Only jobs in this state.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Option<StateArg>,
+    /// Only jobs accepted at or after this instant (RFC 3339), or this long ago (24h, 7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<Timestamp>,
+    /// At most this many jobs.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Print a JSON array of the jobs instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The response id argument of `jobs show`, `cancel`, `retry-callback`.
+#[derive(Debug, Args)]
+pub struct JobIdArg {
+    /// The job's responseId (32 lower-case hex characters).
+    #[arg(value_name = "RESPONSE_ID")]
+    pub id: ResponseId,
+}
+
+/// A job's state, as the status interface names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    /// Waiting for a worker.
+    Queued,
+    /// Being built.
+    Running,
+    /// Built; its file may be downloaded.
+    Succeeded,
+    /// Could not be built (see its error).
+    Failed,
+    /// Built once; its file is past its expiry.
+    Expired,
+    /// Stopped by an operator.
+    Cancelled,
+}
+
+impl From<StateArg> for JobState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Queued => JobState::Queued,
+            StateArg::Running => JobState::Running,
+            StateArg::Succeeded => JobState::Succeeded,
+            StateArg::Failed => JobState::Failed,
+            StateArg::Expired => JobState::Expired,
+            StateArg::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+/// `--since`: an instant in RFC 3339, or a duration (jiff's friendly format: `24h`, `7d`,
+/// `1 day 12 hours`) taken back from now, as the instant it names.
+fn parse_since(s: &str) -> Result<Timestamp, String> {
+    since_at(s, Timestamp::now())
+}
+
+/// [`parse_since`] at `now`. Calendar units count in UTC (a day is 24 hours).
+fn since_at(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let err = || {
+        format!(
+            "'{s}' is neither an instant in RFC 3339 (2024-05-01T00:00:00Z) nor a duration \
+             ago (30m, 24h, 7d)"
+        )
+    };
+    if s.contains(['T', 't']) && s.contains(':') {
+        return s
+            .parse::<Timestamp>()
+            .map_err(|e| format!("{}: {e}", err()));
+    }
+    let ago: Span = s.parse().map_err(|_| err())?;
+    now.to_zoned(TimeZone::UTC)
+        .checked_sub(ago.abs())
+        .map(|z| z.timestamp())
+        .map_err(|e| format!("{}: {e}", err()))
 }
 
 /// A role a developer may hold.
@@ -216,7 +443,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// The app id argument of `show`, `rotate-secret`, `disable`, `enable`.
+/// The app id argument of `show`, `disable`, `enable`.
 #[derive(Debug, Args)]
 pub struct AppIdArg {
     /// The developer's app id.
@@ -542,4 +769,55 @@ pub struct ManArgs {
     /// Write every page into this directory instead of ccfs.1 on stdout.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn jobs_help(sub: &str) -> String {
+        let mut cli = Cli::command();
+        cli.find_subcommand_mut("jobs")
+            .and_then(|j| j.find_subcommand_mut(sub))
+            .unwrap_or_else(|| panic!("jobs {sub}"))
+            .render_long_help()
+            .to_string()
+    }
+
+    /// The help of `jobs cancel` and `jobs retry-callback` says how soon a running server acts:
+    /// the server's own bounds, not numbers of their own.
+    #[test]
+    fn jobs_help_names_the_server_s_bounds() {
+        let help = jobs_help("retry-callback");
+        let secs = ccfs_server::CALLBACK_LOOK.as_secs();
+        assert!(help.contains(&format!("within {secs} seconds")), "{help}");
+        let help = jobs_help("cancel");
+        let renewal = ccfs_server::Config::default().job_lease_secs / 3;
+        assert!(help.contains(&format!("{renewal} s by default")), "{help}");
+    }
+
+    #[test]
+    fn since_is_an_instant_or_a_duration_ago() {
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let now = at("2024-05-08T12:00:00Z");
+        assert_eq!(
+            since_at("2024-05-01T08:00:00+08:00", now),
+            Ok(at("2024-05-01T00:00:00Z"))
+        );
+        for (text, want) in [
+            ("24h", "2024-05-07T12:00:00Z"),
+            ("7d", "2024-05-01T12:00:00Z"),
+            ("1w", "2024-05-01T12:00:00Z"),
+            ("30m", "2024-05-08T11:30:00Z"),
+            ("1 day 12 hours", "2024-05-07T00:00:00Z"),
+        ] {
+            assert_eq!(since_at(text, now), Ok(at(want)), "{text}");
+        }
+        for bad in ["yesterday", "", "2024-05-01T00:00:00", "24"] {
+            let e = since_at(bad, now).unwrap_err();
+            assert!(e.contains("RFC 3339"), "{bad}: {e}");
+        }
+    }
 }

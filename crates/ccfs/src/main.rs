@@ -4,7 +4,8 @@
 //! A tour: [`cli`] holds the command line (clap derive); each command lives in a module under
 //! [`cmd`]; [`simulate`] is the agent activity model behind `ccfs simulate` and `ccfs demo`;
 //! [`progress`] draws progress bars on a terminal only; [`numbers`] is how every
-//! command writes a number for people; [`signal`] is what stops `ccfs serve`;
+//! command writes a number for people; [`output`] how the commands over the store print JSON,
+//! tables and instants; [`signal`] is what stops `ccfs serve`;
 //! [`logging`] is the log format. The commands are thin: the work is done
 //! by `ccfs-server`, `ccfs-client` and `ccfs-protocol`.
 //!
@@ -15,6 +16,7 @@ mod cli;
 mod cmd;
 mod logging;
 mod numbers;
+mod output;
 mod progress;
 mod signal;
 mod simulate;

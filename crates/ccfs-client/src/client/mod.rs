@@ -246,8 +246,9 @@ impl Client {
         self.call(paths::STATUS, &body).await
     }
 
-    /// Polls [`Client::status`] until the job has succeeded (answered), failed or expired
-    /// ([`Error::JobEnded`]), or `timeout` has passed ([`Error::Timeout`]).
+    /// Polls [`Client::status`] until the job has succeeded (answered), failed, expired or been
+    /// cancelled by an operator ([`Error::JobEnded`]), or `timeout` has passed
+    /// ([`Error::Timeout`]).
     ///
     /// The first look comes after 50 ms and the pause doubles from there up to `poll`, so a
     /// quick export is seen as soon as it ends and a long one costs one question per `poll`.
@@ -274,7 +275,7 @@ impl Client {
             let status = self.status(id).await?;
             match status.state.as_str() {
                 "succeeded" => return Ok(status),
-                "failed" | "expired" => {
+                "failed" | "expired" | "cancelled" => {
                     return Err(Error::JobEnded {
                         response_id: id.to_string(),
                         state: status.state,

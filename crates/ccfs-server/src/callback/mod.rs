@@ -38,8 +38,9 @@ use crate::state::AppState;
 use crate::store::{ClaimLimits, StoreError};
 use crate::telemetry::CallbackOutcome;
 
-/// Longest sleep between looks at the outbox when nothing is due (other nodes may add rows).
-const IDLE: Duration = Duration::from_secs(5);
+/// Longest sleep between looks at the outbox, whatever is due (other nodes add rows, and
+/// `ccfs jobs retry-callback` queues one again from another process: neither wakes this loop).
+pub(crate) const IDLE: Duration = Duration::from_secs(5);
 /// Sleep when callbacks are due but all belong to developers at their limit: one of their
 /// attempts ending wakes the loop sooner; this only bounds how long a row that fell due just
 /// after the claim waits.

@@ -3,7 +3,10 @@
 //!
 //! A job is held under a lease in the store. While a worker runs a job it renews the lease every
 //! third of its length; a worker that finds its lease taken (another node decided this one was
-//! dead) drops the job without touching it, since the job is no longer its own. On shutdown a
+//! dead, or an operator cancelled the job) stops, deletes what it uploaded and drops the job
+//! without touching it, since the job is no longer its own. So a cancelled job's worker stops
+//! within a third of `job_lease_secs`, and one that completes first has its finish refused and
+//! publishes nothing, sends no callback. On shutdown a
 //! running export stops, its work file is deleted and the job goes back to the queue, so no job
 //! is lost and none is half published. A failed attempt goes back to the queue too, until the
 //! job has been claimed `job_max_attempts` times; then it is marked failed with a reason that
@@ -41,7 +44,7 @@ use crate::blobs::{BlobError, Blobs, Stable, Stored};
 use crate::config::Config;
 use crate::files::remove_quietly;
 use crate::isolate::isolated;
-use crate::model::{Callback, Job, JobOutcome};
+use crate::model::{Callback, Job, JobOutcome, JobState};
 use crate::pause::ErrorPause;
 use crate::state::AppState;
 use crate::store::{JobQueue, Records, Store, StoreError};
@@ -193,7 +196,7 @@ enum Ended {
     },
     /// Given back because of shutdown.
     Interrupted,
-    /// Another node holds the job now; this one left it alone.
+    /// Another node holds the job now, or an operator cancelled it; this one left it alone.
     Abandoned,
 }
 
@@ -319,8 +322,8 @@ where
         let (built, stored) = match result {
             Ok(done) => done,
             Err(e) if lease_lost => {
-                tracing::info!(job = %id, error = %e, "export job taken over by another node; dropped");
-                return Ended::Abandoned;
+                tracing::debug!(job = %id, error = %e, "export stopped: the lease was lost");
+                return self.lost(&job).await;
             }
             Err(ExportError::Cancelled) if shutdown.is_cancelled() => {
                 self.release(&job).await;
@@ -344,19 +347,37 @@ where
                 );
                 Ended::Succeeded
             }
-            // This attempt's upload is under its own key, which no other attempt writes or
-            // publishes, so it is deleted here: the job's file is another attempt's. Were the
-            // delete to fail (or this process to stop first), retention removes it with the
-            // job's published file (see `crate::retention`).
-            Ok(false) => {
-                tracing::info!(job = %id, attempt = job.attempts, "export job taken over by another node before it was published; dropped");
-                if let Err(e) = self.blobs.delete(&job.attempt_key()).await {
-                    tracing::warn!(job = %id, error = %e, "cannot delete the upload of an abandoned export attempt");
-                }
-                Ended::Abandoned
-            }
+            Ok(false) => self.lost(&job).await,
             Err(e) => self.failed_attempt(&job, e).await,
         }
+    }
+
+    /// After this attempt lost its job (its lease renewal or its finish was refused): another
+    /// node took the job over, or an operator cancelled it. Either way the job is not this
+    /// attempt's to touch any more; what the attempt uploaded is deleted, since it is under
+    /// the attempt's own key, which no other attempt writes or publishes. An upload cut short
+    /// was aborted already; one that completed before the loss would otherwise stay: the
+    /// file of a job taken over is another attempt's, and a cancelled job has none. Were the
+    /// delete to fail (or this process to stop first), retention removes the upload of a job
+    /// taken over with the job's published file (see `crate::retention`); that of a cancelled
+    /// job waits for `ccfs jobs cancel`, which deletes every key of the job, to be run again.
+    async fn lost(&self, job: &Job) -> Ended {
+        let id = &job.job.response_id;
+        let cancelled = matches!(
+            self.store.job(id).await,
+            Ok(Some(j)) if j.state == JobState::Cancelled
+        );
+        let key = job.attempt_key();
+        let deleted = self.blobs.delete(&key).await;
+        if cancelled {
+            tracing::info!(job = %id, attempt = job.attempts, "export job cancelled by an operator; stopped, its upload deleted");
+        } else {
+            tracing::info!(job = %id, attempt = job.attempts, "export job taken over by another node; dropped");
+        }
+        if let Err(e) = deleted {
+            tracing::warn!(job = %id, file = %key, error = %e, "cannot delete the upload of an export attempt that lost its job");
+        }
+        Ended::Abandoned
     }
 
     /// Builds the zip into `work_file` and uploads it under this attempt's key

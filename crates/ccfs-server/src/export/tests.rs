@@ -19,7 +19,7 @@ use crate::blobs::Blobs;
 use crate::model::{
     CallbackState, CallbackUrl, Developer, JobState, NewJob, RecordQuery, Role, TimeZoneName,
 };
-use crate::store::{CreateJob, InsertOutcome, OnConflict, StoreResult};
+use crate::store::{CancelJob, CreateJob, InsertOutcome, JobFilter, OnConflict, StoreResult};
 
 // The sweeps of what a killed process left: work files and unfinished uploads.
 mod sweeps;
@@ -46,6 +46,8 @@ struct Inner {
     mode: StreamMode,
     /// `renew_lease` answers false: another node took the job.
     steal_lease: bool,
+    /// An operator cancels the job just before its worker's `finish_job` (and wins the race).
+    cancel_before_finish: bool,
     /// How many claims fail with a corrupt row before claims succeed again.
     corrupt_claims: u32,
     /// Every `claim_job` call, a job found or not: the worker's looks in the store.
@@ -62,6 +64,7 @@ impl FakeStore {
             records,
             mode,
             steal_lease: false,
+            cancel_before_finish: false,
             corrupt_claims: 0,
             looks: 0,
             calls: Vec::new(),
@@ -204,6 +207,10 @@ impl JobQueue for FakeStore {
         outcome: &JobOutcome,
         callback: &Callback,
     ) -> StoreResult<bool> {
+        if self.with(|i| std::mem::take(&mut i.cancel_before_finish)) {
+            self.cancel_job(id, "cancelled", outcome.finished_at)
+                .await?;
+        }
         Ok(self
             .owned(id, owner, "finish", |j| {
                 j.state = JobState::Succeeded;
@@ -242,6 +249,31 @@ impl JobQueue for FakeStore {
     }
     async fn mark_expired(&self, _: &ResponseId) -> StoreResult<()> {
         unimplemented!("the runner never expires jobs")
+    }
+    async fn list_jobs(&self, _: &JobFilter, _: Timestamp) -> StoreResult<Vec<Job>> {
+        unimplemented!("the runner never lists jobs")
+    }
+    /// As an operator would: the job ends cancelled and its holder loses it.
+    async fn cancel_job(
+        &self,
+        id: &ResponseId,
+        error: &str,
+        _: Timestamp,
+    ) -> StoreResult<CancelJob> {
+        Ok(self.with(|i| {
+            i.calls.push("cancel");
+            let Some((job, holder)) = i.jobs.iter_mut().find(|(j, _)| &j.job.response_id == id)
+            else {
+                return CancelJob::NotFound;
+            };
+            if !job.state.is_active() {
+                return CancelJob::Ended(job.clone());
+            }
+            job.state = JobState::Cancelled;
+            job.error = Some(error.to_owned());
+            *holder = None;
+            CancelJob::Cancelled(job.clone())
+        }))
     }
 }
 
@@ -569,6 +601,90 @@ async fn a_lost_lease_drops_the_job_without_touching_it() {
     // Neither released nor failed: the job belongs to the other node.
     assert_eq!(store.calls(), ["claim", "renew"]);
     assert_eq!(store.job(&id).state, JobState::Running);
+}
+
+/// An operator cancels a job while it runs: the worker's next lease renewal is refused, so it
+/// stops the export, and nothing it uploaded stays (no file, no unfinished upload). Neither a
+/// finish, a failure nor a release follows: the job stays cancelled, without a callback.
+#[tokio::test]
+async fn a_job_cancelled_while_it_runs_stops_at_the_next_renewal_and_leaves_no_upload() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Stall);
+    // A 1 s lease is renewed every 333 ms.
+    let h = Harness::new(store.clone(), |c| c.job_lease_secs = 1);
+    let job = new_job(8, "UTC", None);
+    let id = job.response_id.clone();
+    let name = job.file_name.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    let work_file = h.work_file(&id);
+    until("work file written", || work_file.exists()).await;
+    store
+        .cancel_job(&id, "cancelled", Timestamp::now())
+        .await
+        .unwrap();
+    let renewed_after_cancel = || {
+        let calls = store.calls();
+        let cancel = calls.iter().position(|c| *c == "cancel");
+        cancel.is_some_and(|at| calls[at..].contains(&"renew"))
+    };
+    until("a renewal refused and the export stopped", || {
+        renewed_after_cancel() && !work_file.exists()
+    })
+    .await;
+    h.stop(workers).await;
+    let calls = store.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| ["finish", "fail", "release"].contains(c)),
+        "{calls:?}"
+    );
+    let done = store.job(&id);
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!((done.outcome, done.callback), (None, None));
+    let key = crate::model::FileKey::of_attempt(&name, 1);
+    assert!(matches!(h.exports.blobs.digest(&key).await, Ok(None)));
+    assert!(h
+        .exports
+        .blobs
+        .unfinished_uploads()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A cancel that wins the race with a worker that completed its upload: the finish is refused,
+/// so nothing is published and no callback enqueued, and the worker deletes its upload.
+#[tokio::test]
+async fn a_job_cancelled_before_its_finish_is_not_published_and_its_upload_is_deleted() {
+    let store = FakeStore::new((0..3).map(record).collect(), StreamMode::Normal);
+    store.with(|i| i.cancel_before_finish = true);
+    let h = Harness::new(store.clone(), |_| {});
+    let job = new_job(9, "UTC", None);
+    let id = job.response_id.clone();
+    let name = job.file_name.clone();
+    store.add(job, 0);
+    let workers = h.start();
+    until("the finish refused", || store.calls().contains(&"finish")).await;
+    h.stop(workers).await;
+    assert_eq!(store.calls(), ["claim", "cancel", "finish"]);
+    let done = store.job(&id);
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!((done.outcome, done.callback), (None, None));
+    let key = crate::model::FileKey::of_attempt(&name, 1);
+    until_deleted(&h.exports.blobs, &key).await;
+}
+
+/// Waits (up to 10 s) until nothing is stored under `key`.
+async fn until_deleted(blobs: &Blobs, key: &crate::model::FileKey) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(blobs.digest(key).await, Ok(None)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -153,6 +153,27 @@ mod tests {
     }
 
     #[test]
+    fn its_states_are_the_model_s() {
+        use crate::model::{CallbackState, JobState};
+        let doc = document();
+        let listed = |schema: &str| -> Vec<String> {
+            doc["components"]["schemas"][schema]["properties"]["state"]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("the {schema} state enum"))
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        let jobs: Vec<String> = JobState::ALL.iter().map(|s| s.as_str().into()).collect();
+        assert_eq!(listed("StatusData"), jobs);
+        let callbacks: Vec<String> = CallbackState::ALL
+            .iter()
+            .map(|s| s.as_str().into())
+            .collect();
+        assert_eq!(listed("CallbackStatus"), callbacks);
+    }
+
+    #[test]
     fn each_interface_s_msg_body_is_the_protocol_s() {
         use ccfs_protocol::messages::{GenerateBody, GenerateData, ImportData, StatusData};
         let doc = document();

@@ -1,5 +1,5 @@
-//! Export jobs: what a job selects, how it is written, its life from queued to expired, and the
-//! state a client sees at a given instant.
+//! Export jobs: what a job selects, how it is written, its life from queued to expired (or
+//! failed, or cancelled), and the state a client sees at a given instant.
 
 use ccfs_protocol::{AppId, ResponseId, ZipFileName};
 use jiff::Timestamp;
@@ -27,15 +27,20 @@ pub enum JobState {
     /// Succeeded once; its file has been deleted by retention (or, as a client sees it, is past
     /// its expiry: see [`Job::state_at`]).
     Expired,
+    /// Stopped by an operator (`ccfs jobs cancel`) while queued or running: it has no file and
+    /// sends no callback. A worker still building it notices at its next lease renewal, when
+    /// the renewal is refused, and deletes what it uploaded.
+    Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
         JobState::Queued,
         JobState::Running,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Expired,
+        JobState::Cancelled,
     ];
 
     /// The name the status interface answers (SPEC section 9).
@@ -46,7 +51,14 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Expired => "expired",
+            JobState::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether a worker has the job to do or is doing it: queued or running. Only an active job
+    /// counts towards `max_active_jobs`, and only an active job can be cancelled.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
     }
 }
 
@@ -234,13 +246,28 @@ mod tests {
         let marked = job(JobState::Expired, Some(expiry));
         assert_eq!(marked.state_at(before), JobState::Expired);
         assert_eq!(marked.file_at(before), None);
-        for state in [JobState::Queued, JobState::Running, JobState::Failed] {
+        for state in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Failed,
+            JobState::Cancelled,
+        ] {
             let j = job(state, None);
             assert_eq!(j.state_at(expiry), state);
             assert_eq!(j.file_at(before), None);
         }
         // A succeeded job always has its outcome; without one there is no file to offer.
         assert_eq!(job(JobState::Succeeded, None).file_at(before), None);
+    }
+
+    #[test]
+    fn only_queued_and_running_jobs_are_active() {
+        let active: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .collect();
+        assert_eq!(active, [JobState::Queued, JobState::Running]);
+        assert_eq!(JobState::Cancelled.as_str(), "cancelled");
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub(crate) fn job_state_text(s: JobState) -> &'static str {
         JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",
         JobState::Expired => "expired",
+        JobState::Cancelled => "cancelled",
     }
 }
 
@@ -81,6 +82,45 @@ pub(crate) fn job_state_sql(s: JobState) -> String {
 /// A callback state as an SQL literal (see [`job_state_sql`]).
 pub(crate) fn callback_state_sql(s: CallbackState) -> String {
     format!("'{}'", callback_state_text(s))
+}
+
+/// The condition that a job (of the table named `j`) is in `state` as a client sees it at the
+/// instant `now` (an SQL expression, a parameter): see [`crate::model::Job::state_at`]. A
+/// succeeded job whose file has reached its expiry is expired from that instant, before
+/// retention marks it.
+pub(crate) fn seen_state_sql(state: JobState, now: &str) -> String {
+    let succeeded = job_state_sql(JobState::Succeeded);
+    match state {
+        JobState::Succeeded => format!("(j.state = {succeeded} AND j.expires_at > {now})"),
+        JobState::Expired => format!(
+            "(j.state = {} OR (j.state = {succeeded} AND j.expires_at <= {now}))",
+            job_state_sql(JobState::Expired)
+        ),
+        other => format!("j.state = {}", job_state_sql(other)),
+    }
+}
+
+/// What follows the job query of [`crate::store::JobQueue::list_jobs`] (the table named `j`):
+/// the filter and the order, newest first. Its parameters, named by `param(n)`: 1 the developer
+/// (NULL for every one), 2 the earliest acceptance (NULL for any), 3 now, 4 the limit.
+/// `tiebreak` (the insertion order) orders the jobs accepted in the same millisecond, the later
+/// first.
+pub(crate) fn list_jobs_sql(
+    state: Option<JobState>,
+    param: impl Fn(u8) -> String,
+    tiebreak: &str,
+) -> String {
+    let state = state
+        .map(|s| format!(" AND {}", seen_state_sql(s, &param(3))))
+        .unwrap_or_default();
+    format!(
+        " WHERE ({dev} IS NULL OR j.developer_id = {dev}) \
+         AND ({since} IS NULL OR j.created_at >= {since}){state} \
+         ORDER BY j.created_at DESC, {tiebreak} DESC LIMIT {limit}",
+        dev = param(1),
+        since = param(2),
+        limit = param(4),
+    )
 }
 
 /// A statement text built once, on first use, and then shared: for statements that take their

@@ -1,13 +1,15 @@
 //! The job queue part of the store: export jobs from acceptance to expiry. A job is claimed
 //! under a lease that its worker renews; a job whose lease runs out is taken over by another
-//! worker, and only the lease's holder may finish, fail or release it.
+//! worker, and only the lease's holder may finish, fail or release it. An operator may cancel
+//! a job that is queued or running, which takes it from its holder: the holder's next renewal
+//! and its finish are refused.
 
 use async_trait::async_trait;
-use ccfs_protocol::ResponseId;
+use ccfs_protocol::{AppId, ResponseId};
 use jiff::Timestamp;
 
 use super::StoreResult;
-use crate::model::{Callback, Job, JobOutcome, NewJob};
+use crate::model::{Callback, Job, JobOutcome, JobState, NewJob};
 
 /// The answer of [`JobQueue::create_job`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,31 @@ pub enum CreateJob {
     Existing(ResponseId),
     /// The developer already has `max_active` jobs queued or running.
     TooMany,
+}
+
+/// Which jobs [`JobQueue::list_jobs`] answers, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this developer's.
+    pub developer_id: Option<AppId>,
+    /// Only those in this state as a client sees it at the listing's `now`
+    /// ([`Job::state_at`]): `succeeded` leaves out a file past its expiry, `expired` takes it
+    /// in.
+    pub state: Option<JobState>,
+    /// Only those accepted at or after this instant.
+    pub since: Option<Timestamp>,
+    /// At most this many; all when `None`.
+    pub limit: Option<u32>,
+}
+
+/// The answer of [`JobQueue::cancel_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelJob {
+    /// The job was queued or running and is cancelled now: as stored after.
+    Cancelled(Job),
+    /// The job had ended already (or ended first, when its finish raced the cancel): as it is.
+    Ended(Job),
+    NotFound,
 }
 
 #[async_trait]
@@ -65,4 +92,15 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn expired_jobs(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Job>>;
     /// Marks a succeeded job expired (after its file was deleted).
     async fn mark_expired(&self, id: &ResponseId) -> StoreResult<()>;
+    /// The jobs `filter` selects at `now`, newest first (by acceptance).
+    async fn list_jobs(&self, filter: &JobFilter, now: Timestamp) -> StoreResult<Vec<Job>>;
+    /// Cancels a queued or running job in one step: it ends `cancelled` at `now` with `error`
+    /// as its reason, and its lease goes, so that its holder's renewal and finish are refused.
+    /// Of a cancel and a finish (or a failure) racing, exactly one changes the job.
+    async fn cancel_job(
+        &self,
+        id: &ResponseId,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<CancelJob>;
 }

@@ -2,11 +2,13 @@
 //! runs the same on the embedded SQLite default and on a shared database, and so that code (and
 //! its test fakes) can ask for only the part it uses:
 //!
-//! - [`Developers`] — developers and the accounts they own.
+//! - [`Developers`] — developers and the accounts they own; a developer's removal with all it
+//!   holds.
 //! - [`Records`] — agent operation records: idempotent import, streamed export.
 //! - [`JobQueue`] — export jobs: accept (with idempotency keys), claim under a lease, finish,
-//!   fail, release, expire.
-//! - [`Outbox`] — finished jobs' callbacks: claim the due ones, record each attempt.
+//!   fail, release, expire; list and cancel (for operators).
+//! - [`Outbox`] — finished jobs' callbacks: claim the due ones, record each attempt, queue a
+//!   given-up one again (for operators).
 //! - [`Replay`] — the replay cache of accepted signatures, and the purge of it and of old
 //!   idempotency keys.
 //! - [`Downloads`] — the download slots of every node (flow control), under leases.
@@ -37,10 +39,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use developers::Developers;
+pub use developers::{DeleteDeveloper, Developers, Holdings};
 pub use downloads::{DownloadSlotId, Downloads};
-pub use jobs::{CreateJob, JobQueue};
-pub use outbox::{ClaimLimits, Outbox};
+pub use jobs::{CancelJob, CreateJob, JobFilter, JobQueue};
+pub use outbox::{ClaimLimits, Outbox, RetryCallback};
 pub use records::{
     BlockingReader, InsertOutcome, OnConflict, Records, RowSink, RowSource, Stop,
     MAX_CONFLICTS_LISTED,

@@ -7,7 +7,7 @@ use ccfs_protocol::{AppId, ResponseId};
 use jiff::Timestamp;
 
 use super::StoreResult;
-use crate::model::{Attempt, Callback};
+use crate::model::{Attempt, Callback, CallbackState};
 
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -27,6 +27,26 @@ pub trait Outbox: Send + Sync + 'static {
     /// Stops the job's callback when it is still pending (its file was downloaded); true when
     /// it was pending. An attempt in flight meanwhile records nothing (see `record_attempt`).
     async fn supersede_callback(&self, id: &ResponseId) -> StoreResult<bool>;
+    /// Queues a callback that gave up (`failed`) again, as if it were new: pending, due at
+    /// `now`, no attempt counted, given up at `give_up_at`. The last error stays until the next
+    /// attempt. Any other callback is left as it is.
+    async fn retry_callback(
+        &self,
+        id: &ResponseId,
+        now: Timestamp,
+        give_up_at: Timestamp,
+    ) -> StoreResult<RetryCallback>;
+}
+
+/// The answer of [`Outbox::retry_callback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCallback {
+    /// It had given up; it is pending again.
+    Queued,
+    /// It is in this state, which is not `failed`: left as it is.
+    NotFailed(CallbackState),
+    /// The job has no callback (it never succeeded), or there is no such job.
+    NotFound,
 }
 
 /// How many due callbacks one claim may take, and whose.

@@ -1,17 +1,19 @@
-//! `ccfs app …`: developer management over `ccfs_server::Tenants`.
+//! `ccfs app …`: developer management over `ccfs_server::Tenants`, and the deletion of a
+//! developer with all it holds over `ccfs_server::Admin`.
 //!
 //! Only `create` and `rotate-secret` ever print a secret key, each the one it just made; the
 //! other subcommands show a developer without any secret, sealed or not.
 
-use std::io::Write;
-
 use anyhow::{bail, Context};
 use ccfs_server::model::Developer;
-use ccfs_server::{Config, Core, NewApp, StoreError, TenantError};
-use jiff::Timestamp;
+use ccfs_server::{
+    Admin, AdminError, Config, Core, DeletePlan, NewApp, OldSecret, StoreError, TenantError,
+};
 use serde::Serialize;
 
-use crate::cli::{AppArgs, AppCommand, CreateArgs};
+use crate::cli::{AppArgs, AppCommand, CreateArgs, DeleteArgs};
+use crate::numbers::counted;
+use crate::output::{print_json, print_table, short_time, time};
 
 pub async fn run(config: Config, args: AppArgs) -> anyhow::Result<()> {
     let core = Core::open(config).await.context("cannot open the store")?;
@@ -36,16 +38,22 @@ pub async fn run(config: Config, args: AppArgs) -> anyhow::Result<()> {
             if a.json {
                 print_json(&devs.iter().map(AppView::of).collect::<Vec<_>>())
             } else {
-                print_table(&devs)
+                print_developers(&devs)
             }
         }
         AppCommand::Show(a) => print_json(&AppView::of(&tenants.get(&a.app_id).await?)),
         AppCommand::RotateSecret(a) => {
-            let (dev, secret) = tenants.rotate_secret(&a.app_id).await?;
+            let old = if a.revoke_old {
+                OldSecret::Revoke
+            } else {
+                OldSecret::Grace
+            };
+            let (dev, secret) = tenants.rotate_secret(&a.app_id, old).await?;
             print_json(&Rotated {
                 app_id: dev.app_id.as_str(),
                 secret_key: &secret,
                 old_secret_valid_until: dev.old_secret_until.map(time),
+                old_secret_revoked: a.revoke_old,
             })
         }
         AppCommand::Disable(a) => {
@@ -54,7 +62,79 @@ pub async fn run(config: Config, args: AppArgs) -> anyhow::Result<()> {
         AppCommand::Enable(a) => {
             print_json(&AppView::of(&tenants.set_enabled(&a.app_id, true).await?))
         }
+        AppCommand::Delete(a) => delete(&Admin::new(&core), &a).await,
     }
+}
+
+/// `app delete`: without `--yes` it says what would be deleted and changes nothing.
+async fn delete(admin: &Admin, a: &DeleteArgs) -> anyhow::Result<()> {
+    let plan = admin.delete_plan(&a.app_id).await?;
+    if !plan.active.is_empty() {
+        return Err(refused(AdminError::ActiveJobs {
+            app_id: plan.developer.app_id,
+            jobs: plan.active,
+        }));
+    }
+    if !a.yes {
+        println!("{}", describe_plan(&plan));
+        bail!("nothing was deleted: run again with --yes to delete it");
+    }
+    let deleted = admin.delete_developer(&a.app_id).await.map_err(refused)?;
+    print_json(&DeletedView {
+        app_id: deleted.app_id.as_str(),
+        jobs: deleted.held.jobs,
+        callbacks: deleted.held.callbacks,
+        idempotency_keys: deleted.held.idempotency_keys,
+        records: deleted.held.records,
+        files: deleted.files,
+    })
+}
+
+/// An error of `app delete`, with what to do about jobs in progress.
+fn refused(e: AdminError) -> anyhow::Error {
+    match e {
+        AdminError::ActiveJobs { .. } => anyhow::anyhow!(
+            "{e}: nothing was deleted; cancel them with `ccfs jobs cancel RESPONSE_ID` (or wait \
+             until they end) and run again"
+        ),
+        e => e.into(),
+    }
+}
+
+/// What `app delete` without `--yes` prints: exactly what would go and what would stay.
+fn describe_plan(plan: &DeletePlan) -> String {
+    let d = &plan.developer;
+    let held = &plan.held;
+    format!(
+        "ccfs app delete {id} --yes would delete, from the configured store and file store:\n\
+         \x20 the developer {id} ({name}), its accounts and its secret keys\n\
+         \x20 {records} it owns (developer_id {id}), whoever imported them\n\
+         \x20 {jobs}, with {callbacks} and {keys}\n\
+         \x20 the files of {files} (every attempt's upload)\n\
+         It keeps the records it imported for other developers (with the ingest role): those \
+         belong to them.\n\
+         The developer is disabled first, so that none of its requests starts a job meanwhile.",
+        id = d.app_id,
+        name = d.name,
+        records = counted(held.records, "record", "records"),
+        jobs = counted(held.jobs, "job", "jobs"),
+        callbacks = counted(held.callbacks, "callback", "callbacks"),
+        keys = counted(held.idempotency_keys, "idempotency key", "idempotency keys"),
+        files = counted(plan.files, "finished export", "finished exports"),
+    )
+}
+
+/// What `app delete --yes` prints: how many of each it deleted.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedView<'a> {
+    app_id: &'a str,
+    jobs: u64,
+    callbacks: u64,
+    idempotency_keys: u64,
+    records: u64,
+    /// Finished exports whose file was deleted.
+    files: u64,
 }
 
 fn new_app(a: CreateArgs) -> NewApp {
@@ -82,7 +162,9 @@ struct Created<'a> {
 struct Rotated<'a> {
     app_id: &'a str,
     secret_key: &'a str,
+    /// `null` when the old secret was revoked.
     old_secret_valid_until: Option<String>,
+    old_secret_revoked: bool,
 }
 
 /// A developer as `show`, `list --json`, `enable` and `disable` print it: never a secret.
@@ -120,23 +202,8 @@ impl<'a> AppView<'a> {
     }
 }
 
-/// An RFC 3339 instant to the millisecond, as the store keeps it.
-fn time(t: Timestamp) -> String {
-    Timestamp::from_millisecond(t.as_millisecond())
-        .unwrap_or(t)
-        .to_string()
-}
-
-/// One line of JSON on stdout.
-fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string(v).context("cannot encode JSON")?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").context("cannot write to stdout")?;
-    out.flush().context("cannot write to stdout")
-}
-
-/// An aligned table for people.
-fn print_table(devs: &[Developer]) -> anyhow::Result<()> {
+/// The developers as an aligned table for people.
+fn print_developers(devs: &[Developer]) -> anyhow::Result<()> {
     let header = [
         "APP ID", "NAME", "TIMEZONE", "ROLES", "ENABLED", "ACCOUNTS", "CREATED",
     ];
@@ -158,35 +225,5 @@ fn print_table(devs: &[Developer]) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    let mut line = |cells: &[&str]| -> std::io::Result<()> {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                let pad = w.saturating_sub(cell.chars().count());
-                text.push_str(cell);
-                text.extend(std::iter::repeat_n(' ', pad + 2));
-            }
-        }
-        writeln!(out, "{}", text.trim_end())
-    };
-    line(&header).context("cannot write to stdout")?;
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells).context("cannot write to stdout")?;
-    }
-    Ok(())
-}
-
-/// `2024-05-01 10:00:00Z`: a creation time to the second.
-fn short_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
+    print_table(header, &rows)
 }

@@ -6,6 +6,7 @@ pub(crate) mod client;
 mod completions;
 mod demo;
 mod import;
+mod jobs;
 mod man;
 mod migrate_store;
 mod serve;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(config, args).await,
         Command::App(args) => app::run(config, args).await,
+        Command::Jobs(args) => jobs::run(config, args).await,
         Command::Import(args) => import::run(config, args).await,
         Command::Simulate(args) => simulate::run(config, args).await,
         Command::MigrateStore(args) => migrate_store::run(config, args).await,

@@ -813,7 +813,17 @@ async fn forwarded_host_is_trusted_only_when_configured() {
 
 /// Runs `ccfs app rotate-secret`; returns the new secret.
 fn rotate(server: &TestServer, app: &App) -> String {
-    let out = server.ccfs(&["app", "rotate-secret", &app.app_id]);
+    rotate_with(server, app, &[])["secretKey"]
+        .as_str()
+        .expect("secretKey")
+        .to_owned()
+}
+
+/// Runs `ccfs app rotate-secret APPID FLAGS…`; returns what it printed.
+fn rotate_with(server: &TestServer, app: &App, flags: &[&str]) -> Value {
+    let mut args = vec!["app", "rotate-secret", app.app_id.as_str()];
+    args.extend_from_slice(flags);
+    let out = server.ccfs(&args);
     assert!(
         out.status.success(),
         "rotate-secret: {}",
@@ -831,7 +841,7 @@ fn rotate(server: &TestServer, app: &App) -> String {
         .unwrap_or_else(|| panic!("no secretKey in {v}"))
         .to_owned();
     assert_ne!(secret, app.secret, "rotate-secret must give a new secret");
-    secret
+    v
 }
 
 #[tokio::test]
@@ -902,5 +912,50 @@ async fn without_a_grace_period_the_old_secret_stops_at_once() {
     assert_accepted(
         &probe(&c, &Opts::new().secret(&new_secret)).await,
         "new secret",
+    );
+}
+
+/// `--revoke-old` ends the old secret at once, with the default grace period configured, on a
+/// server that runs meanwhile (nothing of the developer is cached): the next request signed with
+/// it is refused, the new one works, and so does the secret after another rotation with grace.
+#[tokio::test]
+async fn revoke_old_refuses_the_old_secret_at_once() {
+    let server = server();
+    let app = server.create_app(&AppSpec::default());
+    let c = server.client(&app);
+    assert_accepted(&probe(&c, &Opts::new()).await, "before rotation");
+    let rotated = rotate_with(&server, &app, &["--revoke-old"]);
+    assert_eq!(rotated["oldSecretRevoked"], true, "{rotated}");
+    assert_eq!(rotated["oldSecretValidUntil"], Value::Null, "{rotated}");
+    let new_secret = rotated["secretKey"].as_str().expect("secretKey").to_owned();
+    let r = probe(&c, &Opts::new()).await;
+    assert_refused(
+        &r,
+        AuthError::SignatureMismatch,
+        &[&app.secret, &new_secret],
+        "old secret, revoked",
+    );
+    assert_accepted(
+        &probe(&c, &Opts::new().secret(&new_secret)).await,
+        "new secret",
+    );
+    let shown: Value = serde_json::from_slice(&server.ccfs(&["app", "show", &app.app_id]).stdout)
+        .expect("app show prints JSON");
+    assert_eq!(shown.get("secretRotatedGraceUntil"), None, "{shown}");
+
+    // A plain rotation keeps the (new) old secret for its grace period, and says until when.
+    let again = rotate_with(
+        &server,
+        &App {
+            app_id: app.app_id.clone(),
+            secret: new_secret.clone(),
+        },
+        &[],
+    );
+    assert_eq!(again["oldSecretRevoked"], false, "{again}");
+    assert!(again["oldSecretValidUntil"].is_string(), "{again}");
+    assert_accepted(
+        &probe(&c, &Opts::new().secret(&new_secret)).await,
+        "previous secret in its grace period",
     );
 }

@@ -11,6 +11,7 @@ use crate::harness::{Env, StatusCode, TestServer, BIN};
 const COMMANDS: &[&str] = &[
     "serve",
     "app",
+    "jobs",
     "import",
     "simulate",
     "migrate-store",
@@ -39,7 +40,13 @@ fn conventions_completion_scripts_name_every_command_in_each_shell() {
         }
         // Nested subcommands and flags are completed too.
         // (fish names a long flag without its dashes: `-l on-conflict`.)
-        for word in ["rotate-secret", "fetch", "on-conflict", "keep"] {
+        for word in [
+            "rotate-secret",
+            "retry-callback",
+            "fetch",
+            "on-conflict",
+            "keep",
+        ] {
             assert!(script.contains(word), "{shell}: no {word}");
         }
     }

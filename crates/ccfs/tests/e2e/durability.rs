@@ -28,32 +28,6 @@ fn log_tail(server: &TestServer) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// A configuration file that outlives server restarts, so a restart can change what the
-/// environment cannot (the harness restarts with the same environment).
-struct ConfigFile {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(export_workers: u32) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("ccfs.toml");
-        let file = ConfigFile { _dir: dir, path };
-        file.set_workers(export_workers);
-        file
-    }
-
-    fn set_workers(&self, n: u32) {
-        std::fs::write(&self.path, format!("export_workers = {n}\n"))
-            .expect("write the configuration file");
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().expect("UTF-8 path")
-    }
-}
-
 /// The common environment: short lease, fast callback retries, the configuration file.
 fn start(config: &ConfigFile, lease_secs: &str) -> TestServer {
     TestServer::start(&[

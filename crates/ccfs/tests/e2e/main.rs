@@ -25,6 +25,7 @@ mod migrate;
 mod nodes;
 
 // The `ccfs` command.
+mod admin;
 mod cli;
 mod cli_client;
 mod conventions;

@@ -10,6 +10,7 @@ pub(crate) mod depths;
 pub(crate) mod developers;
 pub(crate) mod downloads;
 pub(crate) mod jobs;
+pub(crate) mod operator;
 pub(crate) mod outbox;
 pub(crate) mod records;
 pub(crate) mod replay;
@@ -313,6 +314,10 @@ macro_rules! conformance_tests {
             store_callbacks_superseded => outbox::superseded,
             store_callbacks_claim_limits => outbox::claim_limits,
             store_replay_and_purge => replay::replay_and_purge,
+            store_operator_cancel => operator::cancel,
+            store_operator_list => operator::list,
+            store_operator_retry_callback => operator::retry_callback,
+            store_operator_delete_developer => operator::delete_developer,
             store_downloads_limit_and_release => downloads::limit_and_release,
             store_downloads_expired_lease_frees => downloads::expired_lease_frees,
             store_downloads_renewal => downloads::renewal,
@@ -325,6 +330,12 @@ macro_rules! conformance_tests {
         async fn store_concurrency() {
             let (_guard, store) = $fresh().await;
             $crate::store::conformance::concurrency(store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
+        async fn store_operator_cancel_races_finish() {
+            let (_guard, store) = $fresh().await;
+            $crate::store::conformance::operator::cancel_races_finish(store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         $(#[$attr])*

@@ -2,14 +2,17 @@
 //! developer owns in `developer_accounts`.
 
 use async_trait::async_trait;
+use ccfs_protocol::AppId;
 use sqlx::postgres::PgRow;
 
+use super::jobs::jobs_of;
 use super::{get, settle, PgStore, Tx};
 use crate::model::{Developer, Role};
 use crate::store::convert::{
-    corrupt, from_ms, is_unique_violation, ms, opt_from_ms, parse_app_id, parse_zone,
+    corrupt, from_ms, is_unique_violation, ms, opt_from_ms, parse_app_id, parse_zone, to_u64,
 };
-use crate::store::{Developers, StoreError, StoreResult};
+use crate::store::developers::HELD_TABLES;
+use crate::store::{DeleteDeveloper, Developers, Holdings, StoreError, StoreResult};
 
 const DEVELOPER_SELECT: &str =
     "SELECT app_id, name, secret_enc, old_secret_enc, old_secret_until, \
@@ -165,5 +168,78 @@ impl Developers for PgStore {
         }
         .await;
         settle(tx, result, |_| true).await
+    }
+    async fn holdings(&self, app_id: &AppId) -> StoreResult<Holdings> {
+        let mut counts = [0u64; 4];
+        for (n, table) in counts.iter_mut().zip(HELD_TABLES) {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE developer_id = $1");
+            let count: i64 = sqlx::query_scalar(&sql)
+                .bind(app_id.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+            *n = to_u64(count, table)?;
+        }
+        Ok(Holdings::of_counts(counts))
+    }
+
+    async fn delete_developer(&self, app_id: &AppId) -> StoreResult<DeleteDeveloper> {
+        let id = app_id.as_str();
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // The lock generate takes to accept a job of this developer (see `jobs`): no job of
+            // it is accepted, on any node, between the look at its jobs and their deletion.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // A developer's records may take longer to delete than the time limit made for
+            // the statements of requests (see `super`); this transaction only is let run.
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *tx)
+                .await?;
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM developers WHERE app_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Ok(DeleteDeveloper::NotFound);
+            }
+            let jobs = jobs_of(&mut *tx, id).await?;
+            let active: Vec<_> = jobs
+                .iter()
+                .filter(|j| j.state.is_active())
+                .cloned()
+                .collect();
+            if !active.is_empty() {
+                return Ok(DeleteDeveloper::Active(active));
+            }
+            // Children before their parents (see `HELD_TABLES`); each count is of the rows this
+            // deleted.
+            let mut counts = [0u64; 4];
+            for (n, table) in counts.iter_mut().zip(HELD_TABLES) {
+                let sql = format!("DELETE FROM {table} WHERE developer_id = $1");
+                *n = sqlx::query(&sql)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query("DELETE FROM download_slots WHERE developer_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // Its accounts go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM developers WHERE app_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(DeleteDeveloper::Deleted {
+                held: Holdings::of_counts(counts),
+                jobs,
+            })
+        }
+        .await;
+        settle(tx, result, |r| matches!(r, DeleteDeveloper::Deleted { .. })).await
     }
 }

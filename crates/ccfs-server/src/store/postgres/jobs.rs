@@ -11,13 +11,14 @@ use sqlx::Postgres;
 use super::outbox::{insert_callback, CALLBACK_COLUMNS};
 use super::{settle, PgStore};
 use crate::model::idempotency::idempotency_cutoff;
-use crate::model::JobState::{Expired, Failed, Queued, Running, Succeeded};
-use crate::model::{Callback, Idempotency, Job, JobOutcome, NewJob};
+use crate::model::JobState::{Cancelled, Expired, Failed, Queued, Running, Succeeded};
+use crate::model::{Callback, Idempotency, Job, JobOutcome, JobState, NewJob};
 use crate::store::convert::{
-    floor_second, is_unique_violation, job_state_sql, ms, once_sql, parse_response_id, to_i64,
+    floor_second, is_unique_violation, job_state_sql, list_jobs_sql, ms, once_sql,
+    parse_response_id, to_i64,
 };
 use crate::store::rows::job_from_row;
-use crate::store::{CreateJob, JobQueue, StoreError, StoreResult};
+use crate::store::{CancelJob, CreateJob, JobFilter, JobQueue, StoreError, StoreResult};
 
 /// A job with its callback: the columns [`job_from_row`] reads.
 fn job_select() -> &'static str {
@@ -76,6 +77,28 @@ pub(super) fn expired_jobs_sql() -> &'static str {
         job_select(),
         job_state_sql(Succeeded)
     ))
+}
+
+/// The jobs of one developer, oldest first.
+pub(super) async fn jobs_of<'c, E>(executor: E, developer: &str) -> StoreResult<Vec<Job>>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let sql = format!(
+        "{} WHERE j.developer_id = $1 ORDER BY j.created_at, j.seq",
+        job_select()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(developer)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// The listing of [`JobQueue::list_jobs`] for a state filter: one statement text per filter.
+fn list_sql(state: Option<JobState>) -> String {
+    let tail = list_jobs_sql(state, |n| format!("${n}"), "j.seq");
+    format!("{}{tail}", job_select())
 }
 
 #[async_trait]
@@ -311,5 +334,49 @@ impl JobQueue for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, now: Timestamp) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(&list_sql(filter.state))
+            .bind(filter.developer_id.as_ref().map(|d| d.as_str()))
+            .bind(filter.since.map(ms))
+            .bind(ms(now))
+            .bind(filter.limit.map_or(i64::MAX, i64::from))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn cancel_job(
+        &self,
+        id: &ResponseId,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<CancelJob> {
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            // One statement, its condition checked again on the row it locks: of a cancel and
+            // a finish racing, the second sees the first's state and changes nothing.
+            // lease_owner stays, to tell which node was building it.
+            let done = sqlx::query(once_sql!(format!(
+                "UPDATE jobs SET state = {}, lease_until = NULL, error = $1, finished_at = $2 \
+                 WHERE response_id = $3 AND state IN ({}, {})",
+                job_state_sql(Cancelled),
+                job_state_sql(Queued),
+                job_state_sql(Running)
+            )))
+            .bind(error)
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            Ok(match job_in(&mut *tx, id.as_str()).await? {
+                None => CancelJob::NotFound,
+                Some(job) if done.rows_affected() == 1 => CancelJob::Cancelled(job),
+                Some(job) => CancelJob::Ended(job),
+            })
+        }
+        .await;
+        settle(tx, result, |r| matches!(r, CancelJob::Cancelled(_))).await
     }
 }

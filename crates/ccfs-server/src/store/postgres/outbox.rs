@@ -9,9 +9,11 @@ use jiff::Timestamp;
 use super::{get, PgStore, Tx};
 use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
-use crate::store::convert::{callback_state_sql, callback_state_text, ms, once_sql, opt_from_ms};
+use crate::store::convert::{
+    callback_state_sql, callback_state_text, ms, once_sql, opt_from_ms, parse_callback_state,
+};
 use crate::store::rows::callback_from_row;
-use crate::store::{ClaimLimits, Outbox, StoreError, StoreResult};
+use crate::store::{ClaimLimits, Outbox, RetryCallback, StoreError, StoreResult};
 
 /// The `cb_*` columns [`callback_from_row`] reads, of the callbacks table named `c`.
 pub(super) const CALLBACK_COLUMNS: &str =
@@ -171,5 +173,40 @@ impl Outbox for PgStore {
             .fetch_one(&self.pool)
             .await?;
         opt_from_ms(next, "next_attempt_at")
+    }
+    async fn retry_callback(
+        &self,
+        id: &ResponseId,
+        now: Timestamp,
+        give_up_at: Timestamp,
+    ) -> StoreResult<RetryCallback> {
+        // One statement: a callback another node is attempting is pending, not failed, and
+        // stays as it is.
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE callbacks SET state = {}, attempts = 0, next_attempt_at = $2, \
+             give_up_at = $3 WHERE response_id = $1 AND state = {}",
+            callback_state_sql(Pending),
+            callback_state_sql(Failed)
+        )))
+        .bind(id.as_str())
+        .bind(ms(now))
+        .bind(ms(give_up_at))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(RetryCallback::Queued);
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM callbacks WHERE response_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match state {
+            None => RetryCallback::NotFound,
+            Some(text) => RetryCallback::NotFailed(
+                parse_callback_state(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("callback {id}: state {text:?}")))?,
+            ),
+        })
     }
 }

@@ -6,9 +6,11 @@ use ccfs_protocol::AppId;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 
+use super::jobs::jobs_of;
 use super::{corrupt, from_ms, get, is_unique_violation, ms, opt_from_ms, parse_zone, SqliteStore};
 use crate::model::{Developer, Role};
-use crate::store::{Developers, StoreError, StoreResult};
+use crate::store::developers::HELD_TABLES;
+use crate::store::{DeleteDeveloper, Developers, Holdings, StoreError, StoreResult};
 
 const DEVELOPER_SELECT: &str =
     "SELECT app_id, name, secret_enc, old_secret_enc, old_secret_until, \
@@ -150,5 +152,66 @@ impl Developers for SqliteStore {
         insert_accounts(&mut tx, d).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn holdings(&self, app_id: &AppId) -> StoreResult<Holdings> {
+        let mut counts = [0u64; 4];
+        for (n, table) in counts.iter_mut().zip(HELD_TABLES) {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE developer_id = ?");
+            let count: i64 = sqlx::query_scalar(&sql)
+                .bind(app_id.as_str())
+                .fetch_one(&self.reader)
+                .await?;
+            *n = super::to_u64(count, table)?;
+        }
+        Ok(Holdings::of_counts(counts))
+    }
+
+    async fn delete_developer(&self, app_id: &AppId) -> StoreResult<DeleteDeveloper> {
+        let id = app_id.as_str();
+        // The write lock from the first statement: no job of the developer is accepted between
+        // the look at its jobs and their deletion.
+        let mut tx = self.begin_immediate().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM developers WHERE app_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(DeleteDeveloper::NotFound);
+        }
+        let jobs = jobs_of(&mut *tx, id).await?;
+        let active: Vec<_> = jobs
+            .iter()
+            .filter(|j| j.state.is_active())
+            .cloned()
+            .collect();
+        if !active.is_empty() {
+            return Ok(DeleteDeveloper::Active(active));
+        }
+        // Children before their parents (see `HELD_TABLES`); each count is of the rows this
+        // deleted.
+        let mut counts = [0u64; 4];
+        for (n, table) in counts.iter_mut().zip(HELD_TABLES) {
+            let sql = format!("DELETE FROM {table} WHERE developer_id = ?");
+            *n = sqlx::query(&sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        sqlx::query("DELETE FROM download_slots WHERE developer_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // Its accounts go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM developers WHERE app_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(DeleteDeveloper::Deleted {
+            held: Holdings::of_counts(counts),
+            jobs,
+        })
     }
 }

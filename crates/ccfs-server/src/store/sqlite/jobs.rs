@@ -12,10 +12,11 @@ use super::{
     SqliteStore,
 };
 use crate::model::idempotency::idempotency_cutoff;
-use crate::model::JobState::{Expired, Failed, Queued, Running, Succeeded};
-use crate::model::{Callback, Idempotency, Job, JobOutcome, NewJob};
+use crate::model::JobState::{Cancelled, Expired, Failed, Queued, Running, Succeeded};
+use crate::model::{Callback, Idempotency, Job, JobOutcome, JobState, NewJob};
+use crate::store::convert::list_jobs_sql;
 use crate::store::rows::job_from_row;
-use crate::store::{CreateJob, JobQueue, StoreError, StoreResult};
+use crate::store::{CancelJob, CreateJob, JobFilter, JobQueue, StoreError, StoreResult};
 
 /// A job with its callback: the columns [`job_from_row`] reads.
 const JOB_SELECT: &str = "SELECT j.response_id, j.developer_id, j.file_name, \
@@ -29,7 +30,7 @@ const JOB_SELECT: &str = "SELECT j.response_id, j.developer_id, j.file_name, \
      c.last_error AS cb_last_error \
      FROM jobs j LEFT JOIN callbacks c ON c.response_id = j.response_id";
 
-async fn job_in<'c, E>(executor: E, id: &str) -> StoreResult<Option<Job>>
+pub(super) async fn job_in<'c, E>(executor: E, id: &str) -> StoreResult<Option<Job>>
 where
     E: sqlx::Executor<'c, Database = Sqlite>,
 {
@@ -71,6 +72,25 @@ pub(super) fn expired_jobs_sql() -> &'static str {
          ORDER BY j.expires_at, j.response_id LIMIT ?",
         job_state_sql(Succeeded)
     ))
+}
+
+/// The jobs of one developer, oldest first.
+pub(super) async fn jobs_of<'c, E>(executor: E, developer: &str) -> StoreResult<Vec<Job>>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let sql = format!("{JOB_SELECT} WHERE j.developer_id = ? ORDER BY j.created_at, j.rowid");
+    let rows = sqlx::query(&sql)
+        .bind(developer)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// The listing of [`JobQueue::list_jobs`] for a state filter: one statement text per filter.
+fn list_sql(state: Option<JobState>) -> String {
+    let tail = list_jobs_sql(state, |n| format!("?{n}"), "j.rowid");
+    format!("{JOB_SELECT}{tail}")
 }
 
 #[async_trait]
@@ -288,5 +308,45 @@ impl JobQueue for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, now: Timestamp) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(&list_sql(filter.state))
+            .bind(filter.developer_id.as_ref().map(|d| d.as_str()))
+            .bind(filter.since.map(ms))
+            .bind(ms(now))
+            .bind(filter.limit.map_or(i64::MAX, i64::from))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn cancel_job(
+        &self,
+        id: &ResponseId,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<CancelJob> {
+        let mut tx = self.begin_immediate().await?;
+        // lease_owner stays, to tell which node was building it.
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE jobs SET state = {}, lease_until = NULL, error = ?, finished_at = ? \
+             WHERE response_id = ? AND state IN ({}, {})",
+            job_state_sql(Cancelled),
+            job_state_sql(Queued),
+            job_state_sql(Running)
+        )))
+        .bind(error)
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let job = job_in(&mut *tx, id.as_str()).await?;
+        tx.commit().await?;
+        Ok(match job {
+            None => CancelJob::NotFound,
+            Some(job) if done.rows_affected() == 1 => CancelJob::Cancelled(job),
+            Some(job) => CancelJob::Ended(job),
+        })
     }
 }

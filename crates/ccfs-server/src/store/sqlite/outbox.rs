@@ -11,7 +11,9 @@ use super::{
 };
 use crate::model::CallbackState::{Delivered, Failed, Pending, Superseded};
 use crate::model::{Attempt, Callback};
+use crate::store::convert::parse_callback_state;
 use crate::store::rows::callback_from_row;
+use crate::store::RetryCallback;
 use crate::store::{ClaimLimits, Outbox, StoreError, StoreResult};
 
 /// The `cb_*` columns [`callback_from_row`] reads, as the job query names them too.
@@ -169,5 +171,44 @@ impl Outbox for SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         opt_from_ms(next, "next_attempt_at")
+    }
+
+    async fn retry_callback(
+        &self,
+        id: &ResponseId,
+        now: Timestamp,
+        give_up_at: Timestamp,
+    ) -> StoreResult<RetryCallback> {
+        let mut tx = self.begin_immediate().await?;
+        let done = sqlx::query(once_sql!(format!(
+            "UPDATE callbacks SET state = {}, attempts = 0, next_attempt_at = ?, give_up_at = ? \
+             WHERE response_id = ? AND state = {}",
+            callback_state_sql(Pending),
+            callback_state_sql(Failed)
+        )))
+        .bind(ms(now))
+        .bind(ms(give_up_at))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let answer = if done.rows_affected() == 1 {
+            RetryCallback::Queued
+        } else {
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM callbacks WHERE response_id = ?")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match state {
+                None => RetryCallback::NotFound,
+                Some(text) => {
+                    RetryCallback::NotFailed(parse_callback_state(&text).ok_or_else(|| {
+                        StoreError::Corrupt(format!("callback {id}: state {text:?}"))
+                    })?)
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(answer)
     }
 }

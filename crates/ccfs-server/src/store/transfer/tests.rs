@@ -71,7 +71,7 @@ async fn the_table_list_is_the_sqlite_schema() {
 
 /// The `Store` of a transfer's source, filled through the store's own interface: two
 /// developers, records over several pages, a finished job with its callback, a queued job with
-/// an idempotency key, a remembered signature.
+/// an idempotency key, a cancelled job, a remembered signature.
 async fn populate(store: Arc<dyn Store>) -> Vec<crate::model::NewJob> {
     store
         .insert_developer(&developer("dev1", &["acc1", "acc2"]))
@@ -98,11 +98,18 @@ async fn populate(store: Arc<dyn Store>) -> Vec<crate::model::NewJob> {
     let (done, _) = finished_job(&store, 1, BASE * 1000 + 5_000, BASE * 1000 + 86_400_000).await;
     let queued = new_job(2, "dev1", BASE * 1000 + 9, Some(("key-1", "{\"a\":1}")));
     created(&store, &queued).await;
+    // A cancelled job, whose state the target's schema must accept too.
+    let cancelled = new_job(3, "dev2", BASE * 1000 + 11, None);
+    created(&store, &cancelled).await;
+    store
+        .cancel_job(&cancelled.response_id, "stop", at_ms(BASE * 1000 + 12))
+        .await
+        .expect("cancel");
     assert!(store
         .remember_signature("sig-1", at_ms(BASE * 1000 + 900_000))
         .await
         .expect("replay"));
-    vec![done, queued]
+    vec![done, queued, cancelled]
 }
 
 mod postgres_transfer {
@@ -142,7 +149,7 @@ mod postgres_transfer {
         let want = [
             ("developers", 2),
             ("developer_accounts", 2),
-            ("jobs", 2),
+            ("jobs", 3),
             ("idempotency_keys", 1),
             ("callbacks", 1),
             ("records", PAGE as u64 * 2 + 17),

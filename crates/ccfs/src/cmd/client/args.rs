@@ -172,8 +172,8 @@ pub struct GenerateArgs {
 #[command(
     about = "Show the state of an export job (this project's status extension)",
     after_help = "\
-Prints state (queued, running, succeeded, failed, expired), the file name, record and file
-counts, size, SHA-256, times, and how the callback delivery went.
+Prints state (queued, running, succeeded, failed, expired, cancelled), the file name, record
+and file counts, size, SHA-256, times, and how the callback delivery went.
 
 Examples:
   ccfs client status 0123456789abcdef0123456789abcdef

@@ -520,8 +520,8 @@ impl Client {
     }
 
     /// Polls the status until the job's `state` is `want`; returns its `resultData`. Panics
-    /// at once when the job ends in another final state (`failed`, or `expired` while waiting
-    /// for something else), and after `timeout`.
+    /// at once when the job ends in another final state (`failed`, `cancelled`, or `expired`
+    /// while waiting for something else), and after `timeout`.
     pub async fn wait_state(&self, response_id: &str, want: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
@@ -532,7 +532,7 @@ impl Client {
             if state == want {
                 return data;
             }
-            if (state == "failed" || state == "expired") && state != want {
+            if ["failed", "expired", "cancelled"].contains(&state.as_str()) && state != want {
                 panic!("job {response_id} ended {state} while waiting for {want}: {data}");
             }
             if Instant::now() >= deadline {

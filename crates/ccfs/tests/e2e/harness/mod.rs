@@ -5,10 +5,11 @@
 //!
 //! - [`server`]: [`TestServer`] runs `ccfs serve` on `127.0.0.1:0` with a fresh data directory
 //!   and trusts its self-signed certificate; it can be restarted on the same data directory,
-//!   killed (SIGKILL) or terminated (SIGTERM), and runs the other `ccfs` commands with the same
-//!   environment ([`TestServer::create_app`], [`TestServer::ccfs`]). [`Env`] runs `ccfs`
-//!   commands that need no server in a fresh data directory; [`ccfs_command`] is the bare
-//!   binary, without the caller's `CCFS_*` variables.
+//!   killed (SIGKILL), terminated (SIGTERM) or frozen (SIGSTOP, [`TestServer::pause`]), and
+//!   runs the other `ccfs` commands with the same environment ([`TestServer::create_app`],
+//!   [`TestServer::ccfs`]); a [`ConfigFile`] changes what a restart runs with. [`Env`] runs
+//!   `ccfs` commands that need no server in a fresh data directory; [`ccfs_command`] is the
+//!   bare binary, without the caller's `CCFS_*` variables.
 //! - [`cluster`]: [`Cluster`] runs several `ccfs serve` nodes on one fresh PostgreSQL database
 //!   ([`PgDatabase`], dropped at the end), one master key and one file store.
 //! - [`client`]: [`Client`] sends auth-v2 signed requests for one developer ([`App`]); [`Opts`]

@@ -317,18 +317,35 @@ impl TestServer {
         }
     }
 
+    /// Freezes the process where it is (SIGSTOP), as a node that stops answering without
+    /// dying (a VM suspended, a long stall): what it holds in the store stays held, and its
+    /// leases run on. [`TestServer::resume`] lets it go on.
+    pub fn pause(&self) {
+        signal(
+            self.child
+                .as_ref()
+                .expect("pause: the server is not running"),
+            "STOP",
+        );
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(
+            self.child
+                .as_ref()
+                .expect("resume: the server is not running"),
+            "CONT",
+        );
+    }
+
     /// Sends SIGTERM and waits (up to 60 s) for the process to exit; returns its exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self
             .child
             .take()
             .expect("terminate: the server is not running");
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        signal(&c, "TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = c.try_wait().expect("wait for ccfs") {
@@ -420,6 +437,16 @@ impl TestServer {
     }
 }
 
+/// Sends the signal named `name` (`TERM`, `STOP`, …) to a child.
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{name} failed");
+}
+
 /// Copies a child's output into the log, line by line; forwards lines to `tx` while anyone
 /// listens, and keeps draining after that so the child never blocks on a full pipe.
 fn pump(out: impl Read, log: &Mutex<String>, tx: Option<mpsc::Sender<String>>) {
@@ -442,6 +469,34 @@ fn pump(out: impl Read, log: &Mutex<String>, tx: Option<mpsc::Sender<String>>) {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A configuration file (`CCFS_CONFIG`) that outlives server restarts, so a restart can change
+/// what the environment cannot (the harness restarts with the same environment): how many
+/// export workers run.
+pub struct ConfigFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(export_workers: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ccfs.toml");
+        let file = ConfigFile { _dir: dir, path };
+        file.set_workers(export_workers);
+        file
+    }
+
+    /// Takes effect at the next (re)start.
+    pub fn set_workers(&self, n: u32) {
+        std::fs::write(&self.path, format!("export_workers = {n}\n"))
+            .expect("write the configuration file");
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("UTF-8 path")
     }
 }
 
