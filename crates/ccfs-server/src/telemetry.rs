@@ -131,8 +131,9 @@ const FAMILIES: [Family; 18] = [
     Family {
         name: EXPORTS,
         kind: Kind::Counter,
-        help: "Export attempts of this node by how they ended: succeeded, failed for good, or \
-               released to the queue (a retry, or a shutdown).",
+        help: "Export attempts of this node by how they ended: succeeded, failed for good, \
+               released to the queue (a retry, or a shutdown), cancelled by an operator, or \
+               taken over by another node.",
     },
     Family {
         name: EXPORT_RECORDS,
@@ -250,6 +251,10 @@ pub(crate) enum ExportOutcome {
     Failed,
     /// Given back to the queue: a retry after a failed attempt, or a shutdown.
     Released,
+    /// Stopped because an operator cancelled the job (`ccfs jobs cancel`).
+    Cancelled,
+    /// Stopped because another node took the job over (this attempt's lease ran out).
+    TakenOver,
 }
 
 impl Label for ExportOutcome {
@@ -257,12 +262,16 @@ impl Label for ExportOutcome {
         ExportOutcome::Succeeded,
         ExportOutcome::Failed,
         ExportOutcome::Released,
+        ExportOutcome::Cancelled,
+        ExportOutcome::TakenOver,
     ];
     fn label(self) -> &'static str {
         match self {
             ExportOutcome::Succeeded => "succeeded",
             ExportOutcome::Failed => "failed",
             ExportOutcome::Released => "released",
+            ExportOutcome::Cancelled => "cancelled",
+            ExportOutcome::TakenOver => "taken_over",
         }
     }
 }

@@ -370,8 +370,10 @@ where
         let key = job.attempt_key();
         let deleted = self.blobs.delete(&key).await;
         if cancelled {
+            telemetry::export_ended(ExportOutcome::Cancelled);
             tracing::info!(job = %id, attempt = job.attempts, "export job cancelled by an operator; stopped, its upload deleted");
         } else {
+            telemetry::export_ended(ExportOutcome::TakenOver);
             tracing::info!(job = %id, attempt = job.attempts, "export job taken over by another node; dropped");
         }
         if let Err(e) = deleted {

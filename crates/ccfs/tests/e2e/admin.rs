@@ -240,6 +240,14 @@ async fn admin_cancel_a_running_export() {
             .contains("export job cancelled by an operator; stopped, its upload deleted")
     })
     .await;
+    // The worker counts how its attempt ended.
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ccfs_exports_total{")
+            && l.contains("outcome=\"cancelled\"")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
     let done = status(&c, &id).await;
     assert_eq!(done["state"], "cancelled", "{done}");
     assert_eq!(done["error"], "The export was cancelled by an operator.");
