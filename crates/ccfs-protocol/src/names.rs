@@ -39,14 +39,19 @@ impl fmt::Display for ResponseId {
 impl FromStr for ResponseId {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        Self::parse(s).ok_or(NameError)
+        Self::parse(s).ok_or(NameError {
+            expected: "a response id: 32 lower-case hex characters",
+        })
     }
 }
 
-/// A name that does not have the required shape.
+/// A name that does not have the required shape; says which shape, for a command line's
+/// message (`ccfs jobs show 0123`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid name")]
-pub struct NameError;
+#[error("not {expected}")]
+pub struct NameError {
+    expected: &'static str,
+}
 
 /// A zip file name: `yyyyMMdd_{responseId}.zip`, 45 characters, matching
 /// `^[0-9]{8}_[0-9a-f]{32}\.zip$`.
@@ -89,7 +94,9 @@ impl fmt::Display for ZipFileName {
 impl FromStr for ZipFileName {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        Self::parse(s).ok_or(NameError)
+        Self::parse(s).ok_or(NameError {
+            expected: "an export file name: yyyyMMdd_, 32 lower-case hex characters, .zip",
+        })
     }
 }
 
@@ -155,6 +162,20 @@ mod tests {
         shifted.push_str("zip");
         assert_eq!(shifted.len(), ZipFileName::LEN);
         assert_eq!(ZipFileName::parse(&shifted), None);
+    }
+
+    #[test]
+    fn a_refused_name_says_which_shape_was_expected() {
+        let id = "0123".parse::<ResponseId>().unwrap_err();
+        assert_eq!(
+            id.to_string(),
+            "not a response id: 32 lower-case hex characters"
+        );
+        let file = "x.zip".parse::<ZipFileName>().unwrap_err();
+        assert!(
+            file.to_string().starts_with("not an export file name"),
+            "{file}"
+        );
     }
 
     #[test]

@@ -34,7 +34,17 @@ async fn list(admin: &Admin, a: JobsListArgs) -> anyhow::Result<()> {
         let views: Vec<JobView> = jobs.iter().map(|j| JobView::of(j, now)).collect();
         print_json(&views)
     } else {
-        print_jobs(&jobs, now)
+        print_jobs(&jobs, now)?;
+        // On stderr: the table on stdout stays the jobs alone, for a script.
+        if jobs.is_empty() {
+            eprintln!("no jobs match");
+        } else if jobs.len() as u64 >= u64::from(a.limit) {
+            eprintln!(
+                "the newest {} shown; --limit N shows more",
+                counted(jobs.len() as u64, "job", "jobs")
+            );
+        }
+        Ok(())
     }
 }
 
