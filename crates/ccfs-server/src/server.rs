@@ -347,7 +347,7 @@ impl RunningServer {
             wake_exports: Arc::new(Notify::new()),
             wake_callbacks: Arc::new(Notify::new()),
             downloads,
-            metrics: crate::telemetry::install(&node_name),
+            metrics: crate::telemetry::install(&node_name, crate::http::routes()),
             node_name,
         });
 

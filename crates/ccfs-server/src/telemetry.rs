@@ -32,7 +32,6 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::serve::ShedReason;
 use crate::store::{QueueDepths, Store};
 
 const REQUESTS: &str = "ccfs_requests_total";
@@ -276,6 +275,34 @@ impl Label for ExportOutcome {
     }
 }
 
+/// Why a connection was closed by the server rather than by its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShedReason {
+    /// A keep-alive connection sent nothing for `idle_timeout_secs`.
+    IdleTimeout,
+    /// A request's header (with the TLS handshake, on a new connection) took longer than
+    /// `header_timeout_secs`.
+    HeaderTimeout,
+    /// The connection gave way to a new one at `max_connections`, or was the new one and
+    /// found every other connection busy.
+    Cap,
+}
+
+impl Label for ShedReason {
+    const ALL: &'static [Self] = &[
+        ShedReason::IdleTimeout,
+        ShedReason::HeaderTimeout,
+        ShedReason::Cap,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            ShedReason::IdleTimeout => "idle_timeout",
+            ShedReason::HeaderTimeout => "header_timeout",
+            ShedReason::Cap => "cap",
+        }
+    }
+}
+
 /// How a callback attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallbackOutcome {
@@ -329,7 +356,14 @@ fn method_label(method: &Method) -> &'static str {
 /// any metric by node without a join, and the name is the one the node's leases and log lines
 /// carry, so a metric leads straight to the log lines. The recorder is built once, by the first
 /// server a process starts, so it carries that server's name; `ccfs serve` starts one.
-pub(crate) fn install(node: &str) -> PrometheusHandle {
+///
+/// `routes` are the server's routes (`crate::http::routes`), each of whose request durations is
+/// registered empty; given by the caller so that this module, which every part of the server
+/// records into, depends on none of them.
+pub(crate) fn install(
+    node: &str,
+    routes: impl IntoIterator<Item = (Method, &'static str)>,
+) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -338,7 +372,7 @@ pub(crate) fn install(node: &str) -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
-            announce();
+            announce(routes);
             handle
         })
         .clone()
@@ -363,7 +397,7 @@ fn recorder(node: &str) -> PrometheusRecorder {
 /// Describes every family and registers every series that exists from the start: each
 /// counter at 0 with every value of its labels, each gauge, each histogram (the HTTP one per
 /// route), and the build's info.
-fn announce() {
+fn announce(routes: impl IntoIterator<Item = (Method, &'static str)>) {
     for family in &FAMILIES {
         match family.kind {
             Kind::Counter => metrics::describe_counter!(family.name, family.help),
@@ -400,7 +434,7 @@ fn announce() {
     for name in [EXPORT_DURATION, CALLBACK_ATTEMPT_DURATION] {
         let _ = metrics::histogram!(name);
     }
-    for (method, path) in crate::http::routes() {
+    for (method, path) in routes {
         let _ = metrics::histogram!(HTTP_REQUEST_DURATION, "route" => path, "method" => method_label(&method));
     }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -511,7 +545,7 @@ mod tests {
     fn announced() -> String {
         let recorder = recorder("n1");
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, announce);
+        metrics::with_local_recorder(&recorder, || announce(crate::http::routes()));
         handle.render()
     }
 

@@ -16,29 +16,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Why a connection was closed by the server rather than by its client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reason {
-    /// A keep-alive connection sent nothing for `idle_timeout_secs`.
-    IdleTimeout,
-    /// A request's header (with the TLS handshake, on a new connection) took longer than
-    /// `header_timeout_secs`.
-    HeaderTimeout,
-    /// The connection gave way to a new one at `max_connections`, or was the new one and
-    /// found every other connection busy.
-    Cap,
-}
-
-impl crate::telemetry::Label for Reason {
-    const ALL: &'static [Self] = &[Reason::IdleTimeout, Reason::HeaderTimeout, Reason::Cap];
-    fn label(self) -> &'static str {
-        match self {
-            Reason::IdleTimeout => "idle_timeout",
-            Reason::HeaderTimeout => "header_timeout",
-            Reason::Cap => "cap",
-        }
-    }
-}
+/// Why a connection was closed by the server: its metric's label type, declared with the
+/// others in `crate::telemetry` (which imports nothing of the server's loops).
+pub(crate) use crate::telemetry::ShedReason as Reason;
 
 impl Reason {
     fn count(self) {

@@ -28,9 +28,6 @@ use crate::config::Config;
 use connections::{Connection, Connections, Limits, Reason};
 use track::{Tracked, Watched};
 
-/// Why a connection was closed by the server: a label of `ccfs_connections_shed_total`.
-pub(crate) use connections::Reason as ShedReason;
-
 /// How long the accept loop pauses after an error that is not one connection's (out of file
 /// descriptors, say), rather than spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
