@@ -211,15 +211,7 @@ async fn a_0300500_answers_the_request_id_of_its_error_and_access_lines() {
             &Opts::default(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let v = r.json();
-    assert_eq!(v["resultCode"], "0300500", "{v}");
-    let id = v["resultDesc"]
-        .as_str()
-        .and_then(|d| d.strip_prefix("Internal error; the request id is "))
-        .and_then(|d| d.strip_suffix('.'))
-        .unwrap_or_else(|| panic!("no request id in {v}"))
-        .to_owned();
+    let id = internal_error_id(&(r.status, r.json()));
     assert_eq!(request_id(&r), id);
 
     let lines = wait_for_lines(&server, "ccfs::access", &[&id]).await;

@@ -308,15 +308,7 @@ async fn readyz(server: &TestServer) -> (StatusCode, String) {
 /// Asserts an HTTP 500 `0300500` answer; returns its request id, after checking that the
 /// node's log holds it on a line that names the node.
 async fn assert_internal(server: &TestServer, node: &str, got: &(StatusCode, Value)) -> String {
-    let (status, v) = got;
-    assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
-    assert_eq!(v["resultCode"], "0300500", "{v}");
-    let id = v["resultDesc"]
-        .as_str()
-        .and_then(|d| d.strip_prefix("Internal error; the request id is "))
-        .and_then(|d| d.strip_suffix('.'))
-        .unwrap_or_else(|| panic!("no request id in {v}"))
-        .to_owned();
+    let id = internal_error_id(got);
     let needle = format!("request_id={id}");
     let line = wait_some(FAST, &format!("{needle} in the log"), || async {
         server

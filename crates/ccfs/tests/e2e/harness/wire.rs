@@ -1,5 +1,5 @@
 //! The wire, as tests check it: the request envelope and exact checks of the answer envelopes
-//! ([`success_data`], [`assert_error`]); records, CSV, zip and files ([`record`],
+//! ([`success_data`], [`assert_error`], [`internal_error_id`]); records, CSV, zip and files ([`record`],
 //! [`fat_record`], [`csv_rows`], [`unzip`], [`sha256_hex`], [`today_in`]); and polling
 //! ([`wait_until`], [`wait_some`]), since tests never assert on a fixed sleep.
 
@@ -100,6 +100,29 @@ pub fn error_envelope(code: &str, desc: &str) -> Value {
 pub fn assert_error(got: &(StatusCode, Value), http: StatusCode, code: &str, desc: &str) {
     assert_eq!(got.1, error_envelope(code, desc), "HTTP {}", got.0);
     assert_eq!(got.0, http, "{}", got.1);
+}
+
+/// Asserts an HTTP 500 `0300500` answer, exactly its envelope, and returns the request id its
+/// description names (16 lower-case hex characters).
+#[track_caller]
+pub fn internal_error_id(got: &(StatusCode, Value)) -> String {
+    let id = got.1["resultDesc"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("Internal error; the request id is "))
+        .and_then(|d| d.strip_suffix('.'))
+        .unwrap_or_else(|| panic!("no request id in {}", got.1))
+        .to_owned();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{id}"
+    );
+    assert_error(
+        got,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "0300500",
+        &format!("Internal error; the request id is {id}."),
+    );
+    id
 }
 
 // ---------------------------------------------------------------------------------------------
