@@ -21,26 +21,43 @@ impl std::fmt::Display for Signal {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), with which it was.
-pub async fn shutdown() -> Signal {
-    let ctrl_c = async {
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from this call on, and resolves on the first, with
+/// which it was.
+///
+/// The handlers are installed here, not when the future is first polled: `ccfs serve` calls
+/// this before it starts, so a SIGTERM that comes while it still starts up or prints its
+/// start-up lines is kept for it, rather than killing the process by the default action (a
+/// service manager, or a test, may stop it as soon as it answers).
+pub fn shutdown() -> impl std::future::Future<Output = Signal> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        // A handler that cannot be installed leaves that signal to its default action.
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            tokio::select! {
+                _ = received(interrupt) => Signal::Interrupt,
+                _ = received(term) => Signal::Term,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+        Signal::Interrupt
+    }
+}
+
+/// Resolves when `signal` arrives; never without a handler.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => Signal::Interrupt,
-        _ = term => Signal::Term,
+        None => std::future::pending::<()>().await,
     }
 }

@@ -33,6 +33,8 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let node = config.node_name();
     crate::logging::set_node(&node);
     config.node_name = Some(node);
+    // Listening before the start: a stop signal during it is not lost (see the function).
+    let stop = crate::signal::shutdown();
     let running = RunningServer::start(config).await?;
     println!(
         "ccfs {} listening on {}",
@@ -50,7 +52,7 @@ pub async fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         println!("plain HTTP: put a TLS-terminating balancer in front of this server");
     }
     println!("data directory: {}", running.config().data_dir.display());
-    let signal = crate::signal::shutdown().await;
+    let signal = stop.await;
     tracing::info!(%signal, "shutting down");
     running.shutdown().await;
     Ok(())
